@@ -1,0 +1,191 @@
+# -*- test-case-name: tests.test_client -*-
+"""
+L{TcpClient} and L{TlsClient}: outgoing connections, as events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._connection import TcpConnection, _TcpFactory, _TcpProtocol
+from ._emitter import EventEmitter
+from ._endpoints import (
+    DEFAULT_CONNECT_TIMEOUT,
+    check_host,
+    check_port,
+    check_timeout,
+    client_endpoint,
+)
+from ._errors import error_info
+from ._reactor import _default_reactor
+from ._tls import TrustRoot, client_options, load_trust_root
+
+
+class TcpClient(EventEmitter):
+    """
+    Makes outgoing connections.
+
+    Events:
+      - C{connect(connection)}: a L{TcpConnection}, paused for reading.
+      - C{connect_error(errtype, error)}: the attempt failed.  C{errtype} is
+        C{socket.error} (L{OSError}) with an C{errno} value (C{ECONNREFUSED},
+        C{ETIMEDOUT}, C{ENETUNREACH}, ...), or C{socket.gaierror} with a
+        C{socket.EAI_*} code when the name did not resolve.
+
+    Each call to L{connect} gives exactly one of these events.
+    """
+
+    __slots__ = ("_reactor",)
+    _log = Logger()
+
+    def __init__(self, loop: Any = None) -> None:
+        EventEmitter.__init__(self)
+        self._reactor = _default_reactor(loop)
+
+    @property
+    def loop(self) -> Any:
+        """The reactor this client uses."""
+        return self._reactor
+
+    def connect(
+        self,
+        host: str | bytes,
+        port: int | str,
+        timeout: float | None = None,
+        *,
+        bind_address: tuple[str, int] | None = None,
+    ) -> None:
+        """
+        Connect to C{port} on C{host} (a name, an IPv4 or an IPv6 literal).
+
+        Names resolve without blocking the reactor and every address is
+        tried, IPv4 and IPv6.  C{timeout} bounds the whole attempt, in
+        seconds; without it each address gets Twisted's default of 30 s.
+        C{bind_address} is the local C{(host, port)} to connect from.
+
+        @raise TypeError: an argument has the wrong type.
+        @raise ValueError: C{port} is outside 0..65535 or C{timeout} < 0.
+        """
+        host_s = check_host(host)
+        port_n = check_port(port)
+        limit = check_timeout(timeout)
+        bind = _check_bind_address(bind_address)
+        endpoint = HostnameEndpoint(
+            self._reactor,
+            host_s,
+            port_n,
+            timeout=limit if limit else DEFAULT_CONNECT_TIMEOUT,
+            bindAddress=bind,
+        )
+        self._connect(endpoint, host_s, limit)
+
+    def connect_endpoint(
+        self, endpoint: Any, timeout: float | None = None, *, hostname: str | None = None
+    ) -> None:
+        """
+        Connect through a Twisted client endpoint, or an endpoint description
+        string (C{tcp:host=H:port=P}, C{tls:H:P}, C{unix:path=P}, ...).
+
+        C{hostname} names the server for a later C{start_tls} when the
+        endpoint does not say it.
+
+        @raise TypeError: C{endpoint} is neither an endpoint nor a string.
+        @raise ValueError: the string cannot be parsed, or C{timeout} < 0.
+        """
+        limit = check_timeout(timeout)
+        if hostname is not None:
+            hostname = check_host(hostname, "hostname")
+        ep, host = client_endpoint(self._reactor, endpoint)
+        self._connect(ep, hostname or host, limit)
+
+    def _tls_options(self, hostname: str) -> Any:
+        return None
+
+    def _connect(self, endpoint: Any, hostname: str | None, limit: float | None) -> None:
+        factory = _TcpFactory(
+            self._reactor,
+            accepted=False,
+            peer_name=hostname,
+            tls_options=self._tls_options(hostname) if hostname is not None else None,
+        )
+        timed_out = []
+        d: Deferred[_TcpProtocol] = endpoint.connect(factory)
+        timer = None
+        if limit is not None:
+
+            def expire() -> None:
+                timed_out.append(True)
+                d.cancel()
+
+            timer = self._reactor.callLater(limit, expire)
+
+        def connected(protocol: _TcpProtocol) -> None:
+            if timer is not None and timer.active():
+                timer.cancel()
+            self._emit("connect", protocol.connection)
+
+        def failed(reason: Failure) -> None:
+            if timer is not None and timer.active():
+                timer.cancel()
+            exc = reason.value
+            if timed_out and isinstance(exc, CancelledError):
+                from twisted.internet.error import TimeoutError
+
+                exc = TimeoutError()
+            info = error_info(exc)
+            self._emit("connect_error", info.errtype, info.errno)
+
+        d.addCallbacks(connected, failed)
+        d.addErrback(lambda f: self._log.failure("Unexpected failure while connecting", f))
+
+
+class TlsClient(TcpClient):
+    """
+    A L{TcpClient} whose connections use TLS.
+
+    The server's certificate and host name are verified (service-identity)
+    against C{trust_root}: a path to a PEM file of CA certificates, a
+    Twisted C{Certificate} or C{IOpenSSLTrustRoot}, or L{None} for the
+    platform's trust store.  C{connect} is emitted when the TCP connection
+    is made (what is written waits for the handshake); C{tls} follows on the
+    connection when the server is verified, or C{error} and C{close} when it
+    is not.  TLS below 1.2 is refused.
+    """
+
+    __slots__ = ("_trust_root",)
+
+    def __init__(self, loop: Any = None, *, trust_root: TrustRoot = None) -> None:
+        root = load_trust_root(trust_root)
+        TcpClient.__init__(self, loop)
+        self._trust_root = root
+
+    def _tls_options(self, hostname: str) -> Any:
+        return client_options(hostname, self._trust_root)
+
+    def connect_endpoint(
+        self, endpoint: Any, timeout: float | None = None, *, hostname: str | None = None
+    ) -> None:
+        """
+        As L{TcpClient.connect_endpoint}, with TLS on top: the endpoint must
+        name its host (a C{tcp:} string does), or C{hostname} must be given.
+        """
+        limit = check_timeout(timeout)
+        if hostname is not None:
+            hostname = check_host(hostname, "hostname")
+        ep, host = client_endpoint(self._reactor, endpoint)
+        if not (hostname or host):
+            raise ValueError("TlsClient.connect_endpoint needs hostname= to verify the server")
+        self._connect(ep, hostname or host, limit)
+
+
+def _check_bind_address(bind_address: object) -> tuple[str, int] | None:
+    if bind_address is None:
+        return None
+    if not isinstance(bind_address, tuple) or len(bind_address) != 2:
+        raise TypeError(f"bind_address must be a (host, port) tuple or None, not {bind_address!r}")
+    return (check_host(bind_address[0], "bind_address host"), check_port(bind_address[1]))

@@ -1,0 +1,176 @@
+# -*- test-case-name: tests.test_endpoints -*-
+"""
+Endpoints from arguments and description strings.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    clientFromString,
+    serverFromString,
+)
+from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
+
+#: Per-attempt connect timeout when none is given, in seconds (Twisted's).
+DEFAULT_CONNECT_TIMEOUT = 30.0
+
+
+def check_host(host: object, name: str = "host") -> str:
+    """Return C{host} (str or ASCII bytes) as a str, or raise TypeError/ValueError."""
+    if isinstance(host, bytes):
+        try:
+            host = host.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"{name} must be ASCII when given as bytes, not {host!r}") from None
+    if not isinstance(host, str):
+        raise TypeError(f"{name} must be a str or bytes, not {host!r}")
+    if "\x00" in host:
+        raise ValueError(f"{name} must not contain NUL: {host!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host
+
+
+def check_port(port: object, name: str = "port") -> int:
+    """Return C{port} (an int, or a str of digits) as an int in 0..65535."""
+    if isinstance(port, str) and port.strip().isdigit():
+        port = int(port.strip())
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"{name} must be an int or a string of digits, not {port!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{name} must be in 0..65535, not {port!r}")
+    return port
+
+
+def check_timeout(timeout: object, name: str = "timeout") -> float | None:
+    """Return C{timeout} (None or a non-negative number of seconds) as a float."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {timeout!r}")
+    if not timeout >= 0 or timeout == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, not {timeout!r}")
+    return float(timeout)
+
+
+def is_ip_literal(host: str) -> bool:
+    """Whether C{host} is an IPv4 or IPv6 address literal."""
+    return isIPAddress(host) or isIPv6Address(host)
+
+
+def ip_family(host: str) -> socket.AddressFamily:
+    """The address family of an IP literal."""
+    return socket.AF_INET6 if isIPv6Address(host) else socket.AF_INET
+
+
+def tcp_server_endpoint(reactor: Any, host: str, port: int, backlog: int = 511) -> Any:
+    """A server endpoint on the IP literal C{host} (C{""}: all IPv4 interfaces)."""
+    if host and isIPv6Address(host):
+        return TCP6ServerEndpoint(reactor, port, backlog=backlog, interface=host)
+    return TCP4ServerEndpoint(reactor, port, backlog=backlog, interface=host)
+
+
+def _split(description: str) -> tuple[list[str], dict[str, str]]:
+    """Split an endpoint description as Twisted does: C{:} separates
+    arguments, C{\\} escapes, C{key=value} makes a keyword."""
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(description)
+    for ch in chars:
+        if ch == "\\":
+            current.append(next(chars, ""))
+        elif ch == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    args: list[str] = []
+    kwargs: dict[str, str] = {}
+    for part in parts[1:]:
+        key, eq, value = part.partition("=")
+        if eq:
+            kwargs[key] = value
+        else:
+            args.append(part)
+    return [parts[0], *args], kwargs
+
+
+def client_endpoint(reactor: Any, description: object) -> tuple[Any, str | None]:
+    """
+    A client endpoint from an L{IStreamClientEndpoint} or a description
+    string.  C{tcp:} strings give a L{HostnameEndpoint} (IPv4 and IPv6,
+    names resolved without blocking); other strings go to Twisted's
+    C{clientFromString} (C{tls:} verifies the server; C{unix:}; plugins).
+
+    @return: the endpoint, and the host name it connects to when the
+        description string names one.
+    @raise ValueError: the string cannot be parsed.
+    @raise TypeError: C{description} is neither.
+    """
+    if IStreamClientEndpoint.providedBy(description):
+        return description, None
+    if not isinstance(description, str):
+        raise TypeError(
+            f"endpoint must be an IStreamClientEndpoint or a description string, "
+            f"not {description!r}"
+        )
+    args, kwargs = _split(description)
+    if args[0] == "tcp":
+        positional = args[1:]
+        host = kwargs.pop("host", None) or (positional.pop(0) if positional else None)
+        port = kwargs.pop("port", None) or (positional.pop(0) if positional else None)
+        timeout = kwargs.pop("timeout", None)
+        bind = kwargs.pop("bindAddress", None)
+        if not host or port is None or positional or kwargs:
+            raise ValueError(
+                f"cannot parse client endpoint {description!r}: expected "
+                "tcp:host=HOST:port=PORT[:timeout=SECONDS][:bindAddress=HOST]"
+            )
+        try:
+            port_n = check_port(port)
+            timeout_n = check_timeout(float(timeout)) if timeout is not None else None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"cannot parse client endpoint {description!r}: {exc}") from exc
+        endpoint = HostnameEndpoint(
+            reactor,
+            host,
+            port_n,
+            timeout=timeout_n or DEFAULT_CONNECT_TIMEOUT,
+            bindAddress=(bind, 0) if bind else None,
+        )
+        return endpoint, host
+    host = kwargs.get("host") or (args[1] if len(args) > 1 else None)
+    try:
+        return clientFromString(reactor, description), host
+    except Exception as exc:
+        raise ValueError(f"cannot parse client endpoint {description!r}: {exc}") from exc
+
+
+def server_endpoint(reactor: Any, description: object) -> Any:
+    """
+    A server endpoint from an L{IStreamServerEndpoint} or a description string
+    (C{tcp:}, C{tcp6:}, C{ssl:}, C{unix:}, C{haproxy:}, C{systemd:}, ...).
+
+    @raise ValueError: the string cannot be parsed.
+    @raise TypeError: C{description} is neither.
+    """
+    if IStreamServerEndpoint.providedBy(description):
+        return description
+    if not isinstance(description, str):
+        raise TypeError(
+            f"endpoint must be an IStreamServerEndpoint or a description string, "
+            f"not {description!r}"
+        )
+    try:
+        return serverFromString(reactor, description)
+    except Exception as exc:
+        raise ValueError(f"cannot parse server endpoint {description!r}: {exc}") from exc
+
