@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._connection import TcpConnection, _TcpFactory, _TcpProtocol
+from ._connection import _TcpFactory, _TcpProtocol
 from ._emitter import EventEmitter
 from ._endpoints import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -36,8 +37,12 @@ class TcpClient(EventEmitter):
         C{socket.error} (L{OSError}) with an C{errno} value (C{ECONNREFUSED},
         C{ETIMEDOUT}, C{ENETUNREACH}, ...), or C{socket.gaierror} with a
         C{socket.EAI_*} code when the name did not resolve.
+      - C{connect_failure(info)}: the same failure as an L{ErrorInfo}
+        (kind, codes, original exception), emitted right after
+        C{connect_error} for layers that need more than an errno.
 
-    Each call to L{connect} gives exactly one of these events.
+    Each call to L{connect} gives exactly one C{connect}, or one
+    C{connect_error} followed by one C{connect_failure}.
     """
 
     __slots__ = ("_reactor",)
@@ -132,13 +137,12 @@ class TcpClient(EventEmitter):
         def failed(reason: Failure) -> None:
             if timer is not None and timer.active():
                 timer.cancel()
-            exc = reason.value
-            if timed_out and isinstance(exc, CancelledError):
-                from twisted.internet.error import TimeoutError
-
-                exc = TimeoutError()
+            exc: BaseException = reason.value or Exception(str(reason))
+            if timed_out:
+                exc = ConnectTimeoutError(string=f"no connection within {limit} seconds")
             info = error_info(exc)
             self._emit("connect_error", info.errtype, info.errno)
+            self._emit("connect_failure", info)
 
         d.addCallbacks(connected, failed)
         d.addErrback(lambda f: self._log.failure("Unexpected failure while connecting", f))

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import socket
 from collections import deque
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from twisted.internet import abstract
 from twisted.internet.error import ConnectionAborted, ConnectionDone
@@ -22,7 +23,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from ._emitter import EventEmitter
 from ._errors import ConnectionClosedError, TxtcpError, UnsupportedOperationError
@@ -60,8 +61,7 @@ def as_bytes(data: object, name: str = "data") -> bytes:
     if isinstance(data, (bytearray, memoryview)):
         return bytes(data)
     raise TypeError(
-        f"{name} must be bytes, bytearray or memoryview, not {type(data).__name__}: "
-        f"{data!r:.60}"
+        f"{name} must be bytes, bytearray or memoryview, not {type(data).__name__}: {data!r:.60}"
     )
 
 
@@ -88,24 +88,24 @@ class TcpConnection(EventEmitter):
     """
 
     __slots__ = (
-        "_transport",
-        "_reactor",
+        "__weakref__",
+        "_aborted",
         "_accepted",
-        "_peer_name",
-        "_reasons",
-        "_queue",
+        "_closed",
+        "_closing",
         "_delivering",
+        "_ended",
+        "_handshaking",
+        "_peer_name",
+        "_queue",
+        "_reactor",
+        "_reasons",
+        "_tls",
+        "_transport",
         "_transport_paused",
         "_write_paused",
-        "_closing",
         "_write_shut",
-        "_closed",
-        "_aborted",
-        "_ended",
-        "_tls",
-        "_handshaking",
         "allow_half_open",
-        "__weakref__",
     )
     _log = Logger()
 
@@ -351,9 +351,7 @@ class TcpConnection(EventEmitter):
             raise UnsupportedOperationError("TLS connections cannot half-close")
         lose_write = getattr(self._transport, "loseWriteConnection", None)
         if lose_write is None:
-            raise UnsupportedOperationError(
-                f"{type(self._transport).__name__} cannot half-close"
-            )
+            raise UnsupportedOperationError(f"{type(self._transport).__name__} cannot half-close")
         self._write_shut = True
         self._transport.unregisterProducer()
         lose_write()
@@ -370,9 +368,9 @@ class TcpConnection(EventEmitter):
         self._closed = True
         exc = reason.value
         clean = isinstance(exc, ConnectionDone)
-        if clean and not self._ended and not self._closing and not self._write_shut:
-            # TLS and other transports that cannot half-close end the stream
-            # and the connection at once.
+        if clean and not self._ended and not self._closing:
+            # The peer's end of stream can come with the loss itself: TLS
+            # cannot half-close, nor can a TCP connection already shut down.
             self._ended = True
             self._emit("end")
         if not clean and not (self._aborted and isinstance(exc, ConnectionAborted)):
@@ -421,9 +419,7 @@ class TcpConnection(EventEmitter):
         if self._tls:
             raise TxtcpError("the connection already uses TLS")
         if not ITLSTransport.providedBy(self._transport):
-            raise UnsupportedOperationError(
-                f"{type(self._transport).__name__} cannot start TLS"
-            )
+            raise UnsupportedOperationError(f"{type(self._transport).__name__} cannot start TLS")
         options = self._tls_options(server, hostname, trust_root, certificate, private_key)
         self._begin_tls(options, server)
 
@@ -443,9 +439,7 @@ class TcpConnection(EventEmitter):
             raise TypeError(f"hostname must be a str or None, not {hostname!r}")
         name = hostname or self._peer_name
         if not name:
-            raise ValueError(
-                "start_tls() on an accepted connection needs the hostname to verify"
-            )
+            raise ValueError("start_tls() on an accepted connection needs the hostname to verify")
         check_trust_root(trust_root)
         return client_options(name, trust_root)
 
@@ -477,8 +471,10 @@ class TcpConnection(EventEmitter):
 
     def fileno(self) -> int:
         """The socket's file descriptor, or -1 once closed."""
+        if self._closed:
+            return -1
         sock = _socket_of(self._transport)
-        return -1 if sock is None or self._closed else sock.fileno()
+        return -1 if sock is None else sock.fileno()
 
     @property
     def nodelay(self) -> bool:
@@ -528,9 +524,7 @@ class TcpConnection(EventEmitter):
             raise ConnectionClosedError("the connection is closed")
         sock = _socket_of(self._transport)
         if sock is None:
-            raise UnsupportedOperationError(
-                f"{type(self._transport).__name__} has no socket"
-            )
+            raise UnsupportedOperationError(f"{type(self._transport).__name__} has no socket")
         return sock
 
     def _sock_tcp(self) -> socket.socket:
@@ -566,6 +560,7 @@ class _TcpProtocol(Protocol):
             peer_name=factory.peer_name,
         )
         self.dataReceived = conn._data_received  # type: ignore[method-assign]
+        _mend_endpoint_wrapper(self)
         if factory.tls_options is not None:
             conn._begin_tls(factory.tls_options, factory.accepted)
         if factory.on_connection is not None:
@@ -608,6 +603,15 @@ class _TcpFactory(Factory):
 
     def buildProtocol(self, addr: Any) -> _TcpProtocol:
         return _TcpProtocol(self)
+
+
+def _mend_endpoint_wrapper(protocol: _TcpProtocol) -> None:
+    # Twisted's endpoint wrapper (_WrappingProtocol) declares only the last of
+    # the interfaces its protocol provides (directlyProvides in a loop), so a
+    # client made through an endpoint would never hear of a half-close.
+    outer = getattr(protocol.transport, "protocol", None)
+    if outer is not protocol and getattr(outer, "_wrappedProtocol", None) is protocol:
+        alsoProvides(outer, IHalfCloseableProtocol, IHandshakeListener)
 
 
 def _address(addr: Any) -> Address:

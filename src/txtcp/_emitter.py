@@ -5,7 +5,8 @@ A small event emitter in the shape of thor's.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -35,7 +36,7 @@ class EventEmitter:
         events = self._events
         if events is None:
             events = self._events = {}
-        events[event] = events.get(event, ()) + (listener,)
+        events[event] = (*events.get(event, ()), listener)
 
     def once(self, event: str, listener: Listener) -> None:
         """Call C{listener} the next time C{event} is emitted, then forget it."""
@@ -57,7 +58,7 @@ class EventEmitter:
         _check_event(event)
         current = self._events.get(event, ()) if self._events else ()
         for index, candidate in enumerate(current):
-            if candidate is listener or getattr(candidate, "listener", None) is listener:
+            if candidate == listener or getattr(candidate, "listener", None) == listener:
                 rest = current[:index] + current[index + 1 :]
                 assert self._events is not None
                 if rest:

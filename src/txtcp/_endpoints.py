@@ -173,4 +173,3 @@ def server_endpoint(reactor: Any, description: object) -> Any:
         return serverFromString(reactor, description)
     except Exception as exc:
         raise ValueError(f"cannot parse server endpoint {description!r}: {exc}") from exc
-

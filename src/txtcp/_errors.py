@@ -196,9 +196,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
     codes = _TABLE[kind]
     if code is None:
         code = codes.errno
-    errtype: type[OSError] = (
-        socket.gaierror if kind is ErrorKind.HOST_NOT_FOUND else socket.error
-    )
+    errtype: type[OSError] = socket.gaierror if kind is ErrorKind.HOST_NOT_FOUND else socket.error
     uv = -code if kind is not ErrorKind.HOST_NOT_FOUND else _UV_EAI_NONAME
     message = str(exc) or kind.value
     return ErrorInfo(kind, code, errtype, codes.qt, uv, message, exc)

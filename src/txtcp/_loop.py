@@ -5,7 +5,8 @@ The loop conveniences of thor: L{run}, L{stop} and L{schedule}.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ._reactor import _default_reactor
 

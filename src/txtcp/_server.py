@@ -11,7 +11,6 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IResolutionReceiver
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._connection import Address, TcpConnection, _address, _TcpFactory
@@ -41,7 +40,7 @@ class TcpServer(EventEmitter):
       - C{stop()}: the server stopped accepting, after L{close}.
     """
 
-    __slots__ = ("_reactor", "_state", "_port", "_factory", "_events_ready")
+    __slots__ = ("_events_ready", "_factory", "_port", "_reactor", "_state")
     _log = Logger()
 
     def __init__(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Union
+from typing import Any, Union, cast
 
 # Twisted documents IOpenSSLTrustRoot but exports it from no public module.
 from twisted.internet._sslverify import IOpenSSLTrustRoot
@@ -29,9 +29,7 @@ CertificateSource = Union[str, "os.PathLike[str]", PrivateCertificate]
 KeySource = Union[str, "os.PathLike[str]", None]
 
 _MINIMUM = TLSVersion.TLSv1_2
-_PEM_CERT = re.compile(
-    rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL
-)
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 _log = Logger()
 
 
@@ -46,18 +44,17 @@ def load_trust_root(trust_root: TrustRoot) -> IOpenSSLTrustRoot:
     trust store; a path names a PEM file of one or more CA certificates.
     """
     if trust_root is None:
-        return platformTrust()
+        return cast(IOpenSSLTrustRoot, platformTrust())
     if isinstance(trust_root, Certificate):
-        return trustRootFromCertificates([trust_root])
+        return cast(IOpenSSLTrustRoot, trustRootFromCertificates([trust_root]))
     if IOpenSSLTrustRoot.providedBy(trust_root):
         return trust_root
     if isinstance(trust_root, (str, os.PathLike)):
         pems = _PEM_CERT.findall(_read(trust_root, "trust_root"))
         if not pems:
-            raise ValueError(
-                f"trust_root {os.fspath(trust_root)!r} holds no PEM certificate"
-            )
-        return trustRootFromCertificates([Certificate.loadPEM(p) for p in pems])
+            raise ValueError(f"trust_root {os.fspath(trust_root)!r} holds no PEM certificate")
+        certs = [Certificate.loadPEM(p) for p in pems]
+        return cast(IOpenSSLTrustRoot, trustRootFromCertificates(certs))
     raise TypeError(
         "trust_root must be None, a path to a PEM file, a Certificate or an "
         f"IOpenSSLTrustRoot, not {trust_root!r}"
@@ -76,9 +73,7 @@ def check_trust_root(trust_root: object) -> None:
     )
 
 
-def client_options(
-    hostname: str, trust_root: TrustRoot = None, *, verify: bool = True
-) -> Any:
+def client_options(hostname: str, trust_root: TrustRoot = None, *, verify: bool = True) -> Any:
     """
     Client TLS options that send SNI for C{hostname} and verify the server's
     certificate and host name against C{trust_root}; TLS below 1.2 is refused.
@@ -87,8 +82,7 @@ def client_options(
     """
     if not verify:
         _log.warn(
-            "TLS to {hostname} without certificate verification: the peer is "
-            "not authenticated",
+            "TLS to {hostname} without certificate verification: the peer is not authenticated",
             hostname=hostname,
         )
         return CertificateOptions(verify=False, raiseMinimumTo=_MINIMUM)
@@ -108,14 +102,11 @@ def load_certificate(
     """
     if isinstance(certificate, PrivateCertificate):
         if private_key is not None:
-            raise ValueError(
-                "private_key must be None when certificate is a PrivateCertificate"
-            )
+            raise ValueError("private_key must be None when certificate is a PrivateCertificate")
         return certificate
     if not isinstance(certificate, (str, os.PathLike)):
         raise TypeError(
-            "certificate must be a PEM file path or a PrivateCertificate, "
-            f"not {certificate!r}"
+            f"certificate must be a PEM file path or a PrivateCertificate, not {certificate!r}"
         )
     if private_key is not None and not isinstance(private_key, (str, os.PathLike)):
         raise TypeError(f"private_key must be a PEM file path or None, not {private_key!r}")
@@ -130,11 +121,13 @@ def load_certificate(
             + (f" and {os.fspath(private_key)!r}" if private_key is not None else "")
             + f": {exc}"
         ) from exc
-    return PrivateCertificate.fromCertificateAndKeyPair(cert, key)
+    return cast(PrivateCertificate, PrivateCertificate.fromCertificateAndKeyPair(cert, key))
 
 
 def server_options(
-    certificate: PrivateCertificate, *, trust_root: TrustRoot = None,
+    certificate: PrivateCertificate,
+    *,
+    trust_root: TrustRoot = None,
     require_client_certificate: bool = False,
 ) -> CertificateOptions:
     """
