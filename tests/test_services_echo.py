@@ -1,0 +1,248 @@
+"""
+The tcp-echo service: options, the dropin, and real C{twistd -n tcp-echo}
+processes talked to over loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import pytest_twisted
+from _helpers import Collector, connect, sleep, wait_for
+from _twistd import ROOT, run_twistd, start
+from twisted.application.service import IServiceMaker, MultiService
+from twisted.plugin import IPlugin, getPlugins
+from twisted.python.usage import UsageError
+from zope.interface.verify import verifyObject
+
+import txtcp
+from txtcp.services import echo
+
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+def test_plugins_provide_both_services() -> None:
+    """The dropin holds exactly two service makers, tcp-echo and tcp-proxy."""
+    import twisted.plugins.txtcp_plugins as dropin
+
+    makers = [dropin.tcp_echo, dropin.tcp_proxy]
+    for maker in makers:
+        assert verifyObject(IPlugin, maker)
+        assert verifyObject(IServiceMaker, maker)
+    assert [m.tapname for m in makers] == ["tcp-echo", "tcp-proxy"]
+    assert [m.module for m in makers] == ["txtcp.services.echo", "txtcp.services.proxy"]
+    found = {m.tapname for m in getPlugins(IServiceMaker)}
+    assert {"tcp-echo", "tcp-proxy"} <= found
+    assert dropin.tcp_echo.options is echo.Options
+    assert dropin.tcp_echo.makeService is echo.makeService
+
+
+def test_twistd_help_lists_both_services() -> None:
+    """C{twistd --help} lists tcp-echo and tcp-proxy among its commands."""
+    result = run_twistd("--help")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.split()[:1] == ["tcp-echo"] for line in lines), result.stdout
+    assert any(line.split()[:1] == ["tcp-proxy"] for line in lines), result.stdout
+
+
+def test_options_default_to_loopback() -> None:
+    """Without --listen, tcp-echo listens on 127.0.0.1:8007 only."""
+    options = echo.Options()
+    options.parseOptions([])
+    assert options["listen"] == ["tcp:8007:interface=127.0.0.1"]
+
+
+def test_options_listen_repeats() -> None:
+    """--listen may be given several times; each endpoint is kept in order."""
+    options = echo.Options()
+    options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--listen", "unix:/tmp/x"])
+    assert options["listen"] == ["tcp:0:interface=127.0.0.1", "unix:/tmp/x"]
+
+
+def test_options_bad_listen_is_a_usage_error() -> None:
+    """An unparsable --listen raises UsageError naming the value."""
+    with pytest.raises(UsageError, match="nonsense:foo"):
+        echo.Options().parseOptions(["--listen", "nonsense:foo"])
+    with pytest.raises(UsageError, match="tcp:notaport"):
+        echo.Options().parseOptions(["--listen", "tcp:notaport"])
+
+
+def test_builder_rejects_bad_arguments() -> None:
+    """echo_service raises TypeError/ValueError at the call for bad arguments."""
+    with pytest.raises(TypeError, match="sequence of endpoint strings"):
+        echo.echo_service("tcp:0")
+    with pytest.raises(TypeError, match="endpoint strings"):
+        echo.echo_service([8007])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="at least one"):
+        echo.echo_service([])
+    with pytest.raises(ValueError, match="nonsense"):
+        echo.echo_service(["nonsense:1"])
+
+
+def test_make_service_builds_one_listener_per_endpoint() -> None:
+    """makeService gives a MultiService with one listener per --listen."""
+    options = echo.Options()
+    options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp:0"])
+    service = echo.makeService(options)
+    assert isinstance(service, MultiService)
+    assert [child.description for child in service.listeners] == [
+        "tcp:0:interface=127.0.0.1",
+        "tcp:0",
+    ]
+    assert not service.running
+
+
+def test_bad_option_exits_with_usage_and_no_traceback() -> None:
+    """twistd tcp-echo with a bad --listen prints usage, exits non-zero, no traceback."""
+    result = run_twistd("--pidfile=", "-n", "tcp-echo", "--listen", "nonsense:foo")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "Usage:" in out
+    assert "nonsense:foo" in out
+    assert "Traceback" not in out
+
+
+@pytest_twisted.ensureDeferred
+async def test_in_application_round_trip() -> None:
+    """echo_service, started in-process, echoes bytes and stops cleanly."""
+    service = echo.echo_service(["tcp:0:interface=127.0.0.1"])
+    service.startService()
+    host, port = await service.listeners[0].when_listening()
+    conn = await connect(host, port)
+    got = Collector(conn)
+    conn.write(b"ping")
+    await wait_for(lambda: got.data == b"ping")
+    await service.stopService()
+    await got.wait_closed()
+    assert got.events == ["data", "end", "close"]
+    assert service.open_connections == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_round_trip() -> None:
+    """A real twistd tcp-echo echoes a small message and 4 MiB, checked by hash."""
+    proc = await start("tcp-echo", "--listen", "tcp:0:interface=127.0.0.1")
+    try:
+        conn = await connect("127.0.0.1", proc.port)
+        got = Collector(conn)
+        conn.write(b"hello")
+        await wait_for(lambda: got.data == b"hello")
+        blob = os.urandom(4 * 1024 * 1024)
+        conn.write(blob)
+        await wait_for(lambda: got.size == len(blob) + 5)
+        assert hashlib.sha256(got.data[5:]).hexdigest() == hashlib.sha256(blob).hexdigest()
+        conn.close()
+        await got.wait_closed()
+        await proc.wait_output(r"tcp-echo connection from 127\.0\.0\.1:\d+ ended: 4194309 bytes")
+    finally:
+        proc.kill()
+
+
+@pytest_twisted.ensureDeferred
+async def test_half_close_echoes_the_rest_then_closes() -> None:
+    """After the client's write shutdown, the rest is echoed, then the server closes."""
+    proc = await start("tcp-echo", "--listen", "tcp:0:interface=127.0.0.1")
+    try:
+        conn = await connect("127.0.0.1", proc.port)
+        conn.allow_half_open = True
+        got = Collector(conn)
+        blob = os.urandom(1024 * 1024)
+        conn.write(blob)
+        conn.shutdown()
+        await got.wait_closed()
+        assert got.events == ["data", "end", "close"]
+        assert hashlib.sha256(got.data).digest() == hashlib.sha256(blob).digest()
+    finally:
+        proc.kill()
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_that_does_not_read_is_not_buffered_without_bound() -> None:
+    """A client that sends 48 MiB but does not read leaves the server's memory bounded."""
+    proc = await start("tcp-echo", "--listen", "tcp:0:interface=127.0.0.1")
+    try:
+        conn = await connect("127.0.0.1", proc.port)
+        got = Collector(conn, unpause=False)
+        await sleep(0.2)
+        baseline = proc.rss_kib()
+        blob = os.urandom(48 * 1024 * 1024)
+        conn.write(blob)
+        # The server stops reading once its echo cannot be sent: most of the
+        # data stays in this process's write buffer.
+        previous = -1
+        for _ in range(50):
+            await sleep(0.1)
+            now = conn.write_queue_size
+            if now == previous:
+                break
+            previous = now
+        assert conn.write_queue_size > 24 * 1024 * 1024
+        grown = proc.rss_kib() - baseline
+        assert grown < 16 * 1024, f"server grew by {grown} KiB"
+        conn.pause(False)
+        await wait_for(lambda: got.size == len(blob), timeout=30)
+        assert hashlib.sha256(got.data).digest() == hashlib.sha256(blob).digest()
+        conn.close()
+        await got.wait_closed()
+    finally:
+        proc.kill()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigterm_stops_listening_and_closes_connections() -> None:
+    """SIGTERM closes open connections on every listener, logs it, and ends as twistd does."""
+    proc = await start(
+        "tcp-echo",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--listen",
+        r"tcp6:0:interface=\:\:1",
+        listen=2,
+    )
+    try:
+        assert len(proc.ports) == 2
+        collectors = []
+        for i in range(10):
+            host, port = ("127.0.0.1", proc.ports[0]) if i % 2 else ("::1", proc.ports[1])
+            conn = await connect(host, port)
+            got = Collector(conn)
+            conn.write(b"x")
+            await wait_for(lambda got=got: got.data == b"x")
+            collectors.append(got)
+        proc.proc.send_signal(signal.SIGTERM)
+        for got in collectors:
+            await got.wait_closed(timeout=5)
+            assert got.events == ["data", "end", "close"]
+        status = await proc.wait_exit(timeout=5)
+        assert status == -signal.SIGTERM
+        out = proc.output
+        assert "closing 10 open connections" in out
+        assert "tcp-echo stopped" in out
+        assert "Main loop terminated." in out
+        assert "Traceback" not in out
+        client = txtcp.TcpClient()
+        errors = []
+        client.on("connect_error", lambda t, e: errors.append(e))
+        client.connect("127.0.0.1", proc.ports[0])
+        await wait_for(lambda: errors)
+    finally:
+        proc.kill()
+
+
+def test_example_runs() -> None:
+    """docs/examples/services_echo.py runs and prints the echo."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "services_echo.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "echoed: b'hello, echo\\n'" in result.stdout
