@@ -29,7 +29,7 @@ class Twistd:
 
     def __init__(self, args: list[str]) -> None:
         self.args = args
-        self._out: IO[bytes] = tempfile.TemporaryFile()
+        self._out: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in kill)
         self.proc = subprocess.Popen(
             [TWISTD, "--pidfile=", "-n", *args],
             cwd=ROOT,
@@ -137,4 +137,3 @@ def run_twistd(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess
         timeout=timeout,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
-
