@@ -176,7 +176,7 @@ class ListenService(Service):
 
     @property
     def server(self) -> TcpServer | None:
-        """The L{TcpServer} while the service runs, else L{None}."""
+        """The L{TcpServer} while the service runs, else C{None}."""
         return self._server
 
     def when_listening(self) -> Deferred[Address]:

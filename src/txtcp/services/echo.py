@@ -47,14 +47,13 @@ class Options(ListenOptions):
         "Echo every byte back to the client that sent it, with flow control "
         "(a client that does not read is not read from either) and half-close "
         "(after the client's end of stream the rest is echoed, then the "
-        "connection is closed)."
+        "connection is closed).  ENDPOINT is any Twisted server endpoint string: "
+        "tcp:, tcp6:, ssl:, unix:, haproxy:, systemd:."
     )
     default_listen = DEFAULT_LISTEN
 
     def opt_listen(self, description: str) -> None:
-        """Listen on ENDPOINT, a Twisted server endpoint string (tcp:, tcp6:,
-        ssl:, unix:, haproxy:, systemd:); may be repeated.
-        [default: tcp:8007:interface=127.0.0.1]"""
+        """Server ENDPOINT to listen on; repeatable. [default: tcp:8007:interface=127.0.0.1]"""
         ListenOptions.opt_listen(self, description)
 
 

@@ -68,7 +68,8 @@ class Options(ListenOptions):
         "--connect, with flow control (a slow reader on either side holds the "
         "other back) and half-close both ways.  One log line per connection "
         "when it ends.  Clients beyond --max-connections are refused: accepted "
-        "and closed at once."
+        "and closed at once.  --listen takes any Twisted server endpoint string: "
+        "tcp:, tcp6:, ssl:, unix:, haproxy:, systemd:."
     )
     default_listen = DEFAULT_LISTEN
     optParameters = [
@@ -112,9 +113,7 @@ class Options(ListenOptions):
     ]
 
     def opt_listen(self, description: str) -> None:
-        """Listen on ENDPOINT, a Twisted server endpoint string (tcp:, tcp6:,
-        ssl:, unix:, haproxy:, systemd:); may be repeated.
-        [default: tcp:8080:interface=127.0.0.1]"""
+        """Server ENDPOINT to listen on; repeatable. [default: tcp:8080:interface=127.0.0.1]"""
         ListenOptions.opt_listen(self, description)
 
     def postOptions(self) -> None:
@@ -180,9 +179,9 @@ def proxy_service(
 
     @param connect_timeout: seconds allowed for each upstream connection.
     @param idle_timeout: close a pair after this many seconds without data
-        either way; L{None}: never.
+        either way; C{None}: never.
     @param max_connections: refuse (accept and close at once) clients beyond
-        this many open pairs; L{None}: no limit.
+        this many open pairs; C{None}: no limit.
     @param send_proxy_header: write a PROXY protocol v1 header upstream first.
     @raise TypeError: an argument has the wrong type.
     @raise ValueError: an endpoint does not parse, or a number is out of range.
