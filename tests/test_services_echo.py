@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 
 import pytest
 import pytest_twisted
 from _helpers import Collector, connect, sleep, wait_for
-from _twistd import ROOT, run_twistd, start
+from _twistd import ROOT, Twistd, run_twistd, start
 from twisted.application.service import IServiceMaker, MultiService
 from twisted.plugin import IPlugin, getPlugins
 from twisted.python.usage import UsageError
@@ -233,6 +234,26 @@ async def test_sigterm_stops_listening_and_closes_connections() -> None:
         await wait_for(lambda: errors)
     finally:
         proc.kill()
+
+
+@pytest_twisted.ensureDeferred
+async def test_listen_failure_is_logged_and_stops_twistd() -> None:
+    """A --listen on a port in use logs the cause at critical level and twistd stops."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = Twistd(["tcp-echo", "--listen", f"tcp:{port}:interface=127.0.0.1"])
+        try:
+            await proc.wait_exit(timeout=10)
+            out = proc.output
+            expected = f"cannot listen on tcp:{port}:interface=127.0.0.1: address in use"
+            assert f"tcp-echo {expected}" in out
+            assert "#critical]" in out
+            assert "Main loop terminated." in out
+            assert "Traceback" not in out
+        finally:
+            proc.kill()
 
 
 def test_example_runs() -> None:
