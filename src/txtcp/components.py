@@ -79,7 +79,7 @@ class producerFinished:  # noqa: N801 - Kamaelia's name
     ended, or its connection was closed cleanly); sent to C{control} to ask
     a component to finish once it has handled what it was given.
 
-    @ivar caller: the component that sent it, or L{None}.
+    @ivar caller: the component that sent it, or C{None}.
     @ivar message: an optional detail.
     """
 
@@ -99,7 +99,7 @@ class shutdownMicroprocess:  # noqa: N801 - Kamaelia's name
     what it has not sent); sent on C{signal} when a component ended for any
     reason but a normal end.
 
-    @ivar caller: the component that sent it, or L{None}.
+    @ivar caller: the component that sent it, or C{None}.
     @ivar message: an optional detail.
     """
 
@@ -444,14 +444,14 @@ class Component:
 
     def set_inbox_size(self, inbox: str, size: int | None) -> None:
         """
-        Limit C{inbox} to C{size} waiting messages (L{None}: no limit).
+        Limit C{inbox} to C{size} waiting messages (C{None}: no limit).
 
         A L{TCPClient} whose outbox is linked to a full inbox stops reading
         from its connection until there is room; a L{RateControlledFileReader}
         or L{OneShot} waits; a component that calls L{send} gets
         L{NoSpaceInBoxError}.
 
-        @raise ValueError: C{size} is not a positive int or L{None}.
+        @raise ValueError: C{size} is not a positive int or C{None}.
         """
         box = self._inbox(inbox)
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
@@ -736,7 +736,7 @@ class _SocketComponent(Component):
 
     @property
     def connection(self) -> TcpConnection | None:
-        """The connection, once made (L{None} before)."""
+        """The connection, once made (C{None} before)."""
         return self._conn
 
     def _attach(self, conn: TcpConnection) -> None:
@@ -861,14 +861,14 @@ class TCPClient(_SocketComponent):
     Inboxes:
       - C{inbox}: bytes to send (C{bytes}, C{bytearray} or C{memoryview}).
         A C{str} is rejected: an L{errorInformation} whose C{exception} is a
-        L{TypeError} goes out on C{signal}, and the component goes on.
+        C{TypeError} goes out on C{signal}, and the component goes on.
         Messages sent before the connection is made wait for it.
       - C{control}: L{producerFinished} sends everything queued (in the
         inbox and in the connection), then closes; L{shutdownMicroprocess}
         closes at once, dropping what is not sent.
       - C{makessl}: any message upgrades the connection to TLS: SNI, and
         the server's certificate and host name verified against
-        C{trust_root} (L{None}: the platform's trust store).  Nothing
+        C{trust_root} (C{None}: the platform's trust store).  Nothing
         blocks during the handshake; bytes sent meanwhile wait for it.
 
     Outboxes:
@@ -990,7 +990,7 @@ class TCPServer(Component):
 
     @property
     def port(self) -> int | None:
-        """The bound port once listening, else L{None}."""
+        """The bound port once listening, else C{None}."""
         return self._server.port if self._server is not None else None
 
     def when_listening(self) -> Deferred[int]:
@@ -1088,7 +1088,7 @@ class ServerCore(Component):
 
     @property
     def port(self) -> int | None:
-        """The bound port once listening, else L{None}."""
+        """The bound port once listening, else C{None}."""
         return self._tcp.port
 
     def when_listening(self) -> Deferred[int]:
