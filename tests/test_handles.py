@@ -1108,6 +1108,19 @@ async def test_docs_example_runs_in_a_plain_script() -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_docs_example_in_a_running_reactor() -> None:
+    """docs/examples/handles_in_reactor.py works under task.react without Loop.run()."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "examples" / "handles_in_reactor.py")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["hello from the server"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_importing_handles_installs_no_reactor() -> None:
     """Importing txtcp.handles and its errno/error modules does not import the reactor."""
     code = (
