@@ -5,6 +5,7 @@ on 127.0.0.1 and ::1.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
@@ -93,6 +94,15 @@ async def server(host: str = "127.0.0.1", **kw: Any) -> tuple[txtcp.TcpServer, l
     accepted: list[Any] = []
     srv.on("connect", accepted.append)
     return srv, accepted
+
+
+def open_sockets() -> int:
+    """The number of this process's open socket descriptors."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
 
 
 def free_port() -> int:
@@ -493,6 +503,42 @@ async def test_remote_close() -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_reset_by_peer() -> None:
+    """A reset: error while CONNECTED, CLOSING, UNCONNECTED, disconnected."""
+    srv, sock, rec, peer = await connected()
+    del rec.events[:]
+    sock.write(b"never read by the peer")
+    await wait_for(lambda: rec.written == 22)
+    await sleep(0.05)
+    peer.abort()  # unread bytes in its kernel buffer: the close is a RST
+    await rec.until("disconnected")
+    assert rec.events == [
+        ("bytes_written", S.CONNECTED),
+        ("error", S.CONNECTED, E.REMOTE_HOST_CLOSED),
+        ("state_changed", S.CLOSING),
+        ("state_changed", S.UNCONNECTED),
+        ("disconnected", S.UNCONNECTED),
+    ]
+    assert "reset" in sock.error_string.lower() or "lost" in sock.error_string.lower()
+    srv.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_disconnect_while_connecting() -> None:
+    """disconnect() during a name lookup: UNCONNECTED, no disconnected, and
+    no late connection."""
+    srv, accepted = await server()
+    sock = TcpSocket()
+    rec = Recorder(sock)
+    sock.connect("localhost", srv.port or 0)
+    sock.disconnect()
+    await sleep(0.2)
+    assert rec.events == [("state_changed", S.HOST_LOOKUP), ("state_changed", S.UNCONNECTED)]
+    assert accepted == []
+    srv.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_disconnect_with_pending_data() -> None:
     """disconnect() with 4 MiB pending: CLOSING at once, bytes_written until all
     is sent, then UNCONNECTED, disconnected; the peer gets every byte."""
@@ -573,6 +619,40 @@ async def test_reconnect_from_disconnected_handler() -> None:
     assert sock.state is S.CONNECTED and sock.remote_port == port
     sock.abort()
     srv.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_descriptor_leak() -> None:
+    """Connections ended by disconnect, abort, refusal and a dropped attempt
+    leave no socket behind."""
+    sock = TcpSocket()
+    # Warm up: the reactor, and the thread pool of the name resolver, keep
+    # descriptors of their own.
+    sock.connect("localhost", free_port())
+    await wait_for(lambda: sock.state is S.UNCONNECTED)
+    await sleep(0.3)  # let earlier tests' sockets finish closing
+    baseline = open_sockets()
+    srv, _ = await server()
+    srv.on("connect", lambda conn: conn.pause(False))  # so it sees the close
+    port = srv.port or 0
+    rec = Recorder(sock)
+    for i in range(10):
+        sock.connect("127.0.0.1", port)
+        await wait_for(lambda: sock.state is S.CONNECTED)
+        sock.write(b"x" * 1000)
+        if i % 2:
+            sock.disconnect()
+        else:
+            sock.abort()
+        await wait_for(lambda: sock.state is S.UNCONNECTED)
+    sock.connect("localhost", port)
+    sock.abort()
+    sock.connect("127.0.0.1", free_port())
+    await wait_for(lambda: sock.state is S.UNCONNECTED)
+    assert rec.names().count("disconnected") == 10
+    srv.close()
+    await sleep(0.3)
+    await wait_for(lambda: open_sockets() <= baseline, 5)
 
 
 # -- bind -----------------------------------------------------------------------

@@ -207,7 +207,7 @@ class TcpSocket:
     Bytes that arrived stay readable in the C{disconnected_handler} and
     after it, until the next L{connect} or L{abort}.
 
-    Handlers are attributes, L{None} by default: C{connected_handler(socket)},
+    Handlers are attributes, C{None} by default: C{connected_handler(socket)},
     C{disconnected_handler(socket)}, C{error_handler(socket, error)},
     C{state_changed_handler(socket, state)}, C{host_found_handler(socket)},
     C{ready_read_handler(socket)} and C{bytes_written_handler(socket,
@@ -286,7 +286,7 @@ class TcpSocket:
 
     def __init__(self, loop: Any = None) -> None:
         """
-        @param loop: the reactor; L{None} for the global one, looked up now.
+        @param loop: the reactor; C{None} for the global one, looked up now.
         """
         self._reactor = default_reactor(loop)
         self._state = SocketState.UNCONNECTED
@@ -440,13 +440,13 @@ class TcpSocket:
         turn.  With C{tls}, the socket is C{CONNECTED_STATE} only once the
         handshake is done and the server's certificate and name were
         verified against C{trust_root} (a PEM file path, a Twisted
-        C{Certificate} or trust root; L{None}: the platform's trust store).
+        C{Certificate} or trust root; C{None}: the platform's trust store).
         C{timeout} bounds everything up to C{CONNECTED_STATE}, in seconds.
 
         Called while not unconnected or bound, it reports C{OPERATION_ERROR}
         and changes nothing.
 
-        @param openmode: L{None} or C{"rw"}: the socket is always opened
+        @param openmode: C{None} or C{"rw"}: the socket is always opened
             for reading and writing.
         @raise TypeError: an argument has the wrong type.
         @raise ValueError: an argument has a wrong value.
@@ -831,10 +831,10 @@ class TcpSocket:
 
     def read(self, maxsize: int | None = None) -> bytes:
         """
-        Take up to C{maxsize} bytes (L{None}: all) from the read buffer;
+        Take up to C{maxsize} bytes (C{None}: all) from the read buffer;
         C{b""} when it is empty.
 
-        @raise TypeError: C{maxsize} is not an int or L{None}.
+        @raise TypeError: C{maxsize} is not an int or C{None}.
         @raise ValueError: C{maxsize} is negative.
         """
         if maxsize is None:
@@ -904,7 +904,7 @@ class TcpSocket:
         result, error)} runs there: C{result} is C{True} if the connect
         started, C{False} if the state did not allow it (C{error_handler}
         had C{OPERATION_ERROR}); C{error} is an unexpected exception or
-        L{None}.  The outcome of the connection comes through the handlers.
+        C{None}.  The outcome of the connection comes through the handlers.
 
         @raise TypeError: an argument has the wrong type.
         @raise ValueError: an argument has a wrong value.
@@ -940,7 +940,7 @@ class TcpSocket:
         L{read}, from any thread; then C{callback(socket, data, error)} on
         the reactor thread, with the bytes read.
 
-        @raise TypeError: C{maxsize} is not an int or L{None}.
+        @raise TypeError: C{maxsize} is not an int or C{None}.
         @raise ValueError: C{maxsize} is negative.
         """
         if maxsize is not None:
