@@ -5,6 +5,7 @@ timeout, collecting bytes, counting file descriptors.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from typing import Any
@@ -54,10 +55,8 @@ def open_fds() -> int:
 
 async def fds_back_to(baseline: int, timeout: float = 5.0) -> int:
     """Wait (up to C{timeout}) for the fd count to fall to C{baseline}; return it."""
-    try:
+    with contextlib.suppress(TimeoutError):
         await wait_for(lambda: open_fds() <= baseline, timeout)
-    except TimeoutError:
-        pass
     return open_fds()
 
 
@@ -122,7 +121,9 @@ async def connect(
     client.once("connect", lambda c: d.callback(c) if not d.called else None)
     client.once(
         "connect_error",
-        lambda t, e: d.errback(OSError(e, f"connect_error {t.__name__} {e}")) if not d.called else None,
+        lambda t, e: (
+            d.errback(OSError(e, f"connect_error {t.__name__} {e}")) if not d.called else None
+        ),
     )
     d.addTimeout(timeout, reactor)
     client.connect(host, port)

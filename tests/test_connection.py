@@ -77,7 +77,7 @@ async def test_event_order_peer_close() -> None:
 @pytest_twisted.ensureDeferred
 async def test_close_emitted_once_and_idempotent() -> None:
     """close() twice, then abort(), emit one close event and no error."""
-    server, c, s = await pair()
+    server, c, _s = await pair()
     got = Collector(c)
     c.close()
     c.close()
@@ -106,7 +106,7 @@ async def test_everything_written_before_close_arrives() -> None:
 @pytest_twisted.ensureDeferred
 async def test_write_after_close_raises() -> None:
     """Writing to a closing or closed connection raises ConnectionClosedError."""
-    server, c, s = await pair()
+    server, c, _s = await pair()
     got = Collector(c)
     c.close()
     with pytest.raises(ConnectionClosedError, match="closing"):

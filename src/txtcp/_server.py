@@ -77,7 +77,8 @@ class TcpServer(EventEmitter):
     def from_socket(cls, sock: socket.socket, loop: Any = None) -> TcpServer:
         """
         A server accepting on C{sock}, a bound and listening socket.  The
-        server works on a duplicate of it: the caller still owns C{sock}.
+        server works on a duplicate of it: the caller still owns C{sock}, which
+        is left in non-blocking mode.
         """
         if not isinstance(sock, socket.socket):
             raise TypeError(f"sock must be a socket.socket, not {sock!r}")
@@ -86,6 +87,7 @@ class TcpServer(EventEmitter):
         self._setup(reactor)
         self._state = _STARTING
         try:
+            sock.setblocking(False)
             port = reactor.adoptStreamPort(sock.fileno(), sock.family, self._factory)
         except Exception as exc:
             self._state = _STOPPED
@@ -285,13 +287,14 @@ class TlsServer(TcpServer):
 def adopt_connection(sock: socket.socket, loop: Any = None) -> TcpConnection:
     """
     A L{TcpConnection} over C{sock}, a connected TCP socket.  The connection
-    works on a duplicate of it: the caller still owns C{sock}.  It starts
-    paused for reading, like every connection.
+    works on a duplicate of it: the caller still owns C{sock}, which is left
+    in non-blocking mode.  It starts paused for reading, like every connection.
     """
     if not isinstance(sock, socket.socket):
         raise TypeError(f"sock must be a socket.socket, not {sock!r}")
     reactor = _default_reactor(loop)
     made: list[TcpConnection] = []
     factory = _TcpFactory(reactor, accepted=True, on_connection=made.append)
+    sock.setblocking(False)
     reactor.adoptStreamConnection(sock.fileno(), sock.family, factory)
     return made[0]

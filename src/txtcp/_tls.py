@@ -138,10 +138,10 @@ def server_options(
     extra: dict[str, Any] = {}
     if require_client_certificate:
         root = load_trust_root(trust_root)
-        extra = {"verify": True, "trustRoot": root, "requireCertificate": True}
+        extra = {"trustRoot": root}
     return CertificateOptions(
-        privateKey=certificate.privateKey.original,
-        certificate=certificate.original,
+        privateKey=certificate.privateKey.original.to_cryptography_key(),
+        certificate=certificate.original.to_cryptography(),
         raiseMinimumTo=_MINIMUM,
         **extra,
     )
