@@ -4,7 +4,7 @@ from __future__ import annotations
 
 project = "txtcp"
 author = "The txtcp developers"
-copyright = "2026, the txtcp developers"  # noqa: A001
+copyright = "2026, the txtcp developers"
 extensions: list[str] = []
 templates_path: list[str] = []
 exclude_patterns = ["_build", "examples"]
