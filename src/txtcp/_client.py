@@ -34,7 +34,7 @@ class TcpClient(EventEmitter):
     Events:
       - C{connect(connection)}: a L{TcpConnection}, paused for reading.
       - C{connect_error(errtype, error)}: the attempt failed.  C{errtype} is
-        C{socket.error} (L{OSError}) with an C{errno} value (C{ECONNREFUSED},
+        C{socket.error} (C{OSError}) with an C{errno} value (C{ECONNREFUSED},
         C{ETIMEDOUT}, C{ENETUNREACH}, ...), or C{socket.gaierror} with a
         C{socket.EAI_*} code when the name did not resolve.
       - C{connect_failure(info)}: the same failure as an L{ErrorInfo}
@@ -154,7 +154,7 @@ class TlsClient(TcpClient):
 
     The server's certificate and host name are verified (service-identity)
     against C{trust_root}: a path to a PEM file of CA certificates, a
-    Twisted C{Certificate} or C{IOpenSSLTrustRoot}, or L{None} for the
+    Twisted C{Certificate} or C{IOpenSSLTrustRoot}, or C{None} for the
     platform's trust store.  C{connect} is emitted when the TCP connection
     is made (what is written waits for the handshake); C{tls} follows on the
     connection when the server is verified, or C{error} and C{close} when it

@@ -53,8 +53,8 @@ class _Lost:
 
 def as_bytes(data: object, name: str = "data") -> bytes:
     """
-    Return C{data} as L{bytes}; it must be C{bytes}, C{bytearray} or a
-    C{memoryview}, or L{TypeError} is raised.
+    Return C{data} as C{bytes}; it must be C{bytes}, C{bytearray} or a
+    C{memoryview}, or C{TypeError} is raised.
     """
     if isinstance(data, bytes):
         return data
@@ -147,7 +147,7 @@ class TcpConnection(EventEmitter):
         reading goes on only when no reason is left, so a component that
         shares the connection (a proxy, a buffering layer) pauses under a
         reason of its own and never undoes the user's pause.  The default
-        reason L{None} is the user's.
+        reason C{None} is the user's.
         """
         if not isinstance(paused, bool):
             raise TypeError(f"paused must be a bool, not {paused!r}")
@@ -405,7 +405,7 @@ class TcpConnection(EventEmitter):
         What was written before this call is sent in clear first; what is
         written after it waits for the handshake.  As a client
         (C{server=False}), the peer's certificate is verified against
-        C{trust_root} (L{None}: the platform's trust store) and C{hostname}
+        C{trust_root} (C{None}: the platform's trust store) and C{hostname}
         (default: the host this connection was made to).  As a server,
         C{certificate} (and C{private_key}) are required.
 

@@ -18,7 +18,7 @@ class EventEmitter:
     Named events with any number of listeners.
 
     Listeners run in the order they were added.  An exception raised by a
-    listener is logged with its traceback through L{twisted.logger} and does
+    listener is logged with its traceback through C{twisted.logger} and does
     not stop the other listeners, nor the reactor.
     """
 

@@ -105,8 +105,8 @@ def _split(description: str) -> tuple[list[str], dict[str, str]]:
 
 def client_endpoint(reactor: Any, description: object) -> tuple[Any, str | None]:
     """
-    A client endpoint from an L{IStreamClientEndpoint} or a description
-    string.  C{tcp:} strings give a L{HostnameEndpoint} (IPv4 and IPv6,
+    A client endpoint from an C{IStreamClientEndpoint} or a description
+    string.  C{tcp:} strings give a C{HostnameEndpoint} (IPv4 and IPv6,
     names resolved without blocking); other strings go to Twisted's
     C{clientFromString} (C{tls:} verifies the server; C{unix:}; plugins).
 
@@ -156,7 +156,7 @@ def client_endpoint(reactor: Any, description: object) -> tuple[Any, str | None]
 
 def server_endpoint(reactor: Any, description: object) -> Any:
     """
-    A server endpoint from an L{IStreamServerEndpoint} or a description string
+    A server endpoint from an C{IStreamServerEndpoint} or a description string
     (C{tcp:}, C{tcp6:}, C{ssl:}, C{unix:}, C{haproxy:}, C{systemd:}, ...).
 
     @raise ValueError: the string cannot be parsed.

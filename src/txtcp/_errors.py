@@ -133,9 +133,9 @@ class ErrorInfo:
     def to_exception(self) -> BaseException:
         """
         The builtin exception that coroutine APIs raise for this failure:
-        L{ConnectionRefusedError}, L{TimeoutError}, L{ConnectionResetError},
-        L{ConnectionAbortedError}, L{HostNotFoundError}, L{TlsError}, or an
-        L{OSError} with C{errno} set.
+        C{ConnectionRefusedError}, C{TimeoutError}, C{ConnectionResetError},
+        C{ConnectionAbortedError}, L{HostNotFoundError}, L{TlsError}, or an
+        C{OSError} with C{errno} set.
         """
         cls: type[OSError] = {
             ErrorKind.REFUSED: ConnectionRefusedError,

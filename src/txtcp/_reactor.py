@@ -10,7 +10,7 @@ from typing import Any, cast
 
 def _default_reactor(loop: Any | None) -> Any:
     """
-    Return C{loop}, or the global reactor when C{loop} is L{None}.
+    Return C{loop}, or the global reactor when C{loop} is C{None}.
 
     The global reactor is imported here, when an object is built, never when a
     txtcp module is imported, so an application can install the reactor it

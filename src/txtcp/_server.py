@@ -184,13 +184,13 @@ class TcpServer(EventEmitter):
 
     @property
     def port(self) -> int | None:
-        """The bound port once listening (C{start} emitted), else L{None}."""
+        """The bound port once listening (C{start} emitted), else C{None}."""
         addr = self.address
         return addr[1] if addr is not None else None
 
     @property
     def address(self) -> Address | None:
-        """The bound C{(host, port)} once listening, else L{None}."""
+        """The bound C{(host, port)} once listening, else C{None}."""
         if self._port is None:
             return None
         return _address(self._port.getHost())

@@ -40,7 +40,7 @@ def _read(path: str | os.PathLike[str], what: str) -> bytes:
 
 def load_trust_root(trust_root: TrustRoot) -> IOpenSSLTrustRoot:
     """
-    Turn a C{trust_root} argument into a trust root: L{None} is the platform's
+    Turn a C{trust_root} argument into a trust root: C{None} is the platform's
     trust store; a path names a PEM file of one or more CA certificates.
     """
     if trust_root is None:
@@ -62,7 +62,7 @@ def load_trust_root(trust_root: TrustRoot) -> IOpenSSLTrustRoot:
 
 
 def check_trust_root(trust_root: object) -> None:
-    """Raise L{TypeError} unless C{trust_root} has an accepted type."""
+    """Raise C{TypeError} unless C{trust_root} has an accepted type."""
     if trust_root is None or isinstance(trust_root, (str, os.PathLike, Certificate)):
         return
     if IOpenSSLTrustRoot.providedBy(trust_root):
@@ -97,7 +97,7 @@ def load_certificate(
     certificate: CertificateSource, private_key: KeySource = None
 ) -> PrivateCertificate:
     """
-    Load a server certificate: a L{PrivateCertificate}, or a PEM file path
+    Load a server certificate: a C{PrivateCertificate}, or a PEM file path
     (the key may sit in the same file, or in C{private_key}).
     """
     if isinstance(certificate, PrivateCertificate):
