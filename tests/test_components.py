@@ -307,6 +307,26 @@ async def test_pipeline_data_both_ways() -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_ipv6_round_trip() -> None:
+    """TCPClient works over IPv6 (::1), both ways."""
+    server = txtcp.TcpServer("::1", 0)
+
+    def handler(conn: txtcp.TcpConnection) -> None:
+        conn.on("data", lambda data: (conn.write(data.upper()), conn.close()))
+        conn.pause(False)
+
+    server.on("connect", handler)
+    await listening(server)
+    client = TCPClient("::1", server.port or 0)
+    rec = Recorder()
+    pipeline = Pipeline(Source([b"over six"], finish=False), client, rec).activate()
+    await finished(pipeline)
+    assert rec.data == b"OVER SIX"
+    assert types(rec.control) == ["producerFinished"]
+    server.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_producer_finished_flushes_everything() -> None:
     """producerFinished on control sends all 16 MiB queued before it, then closes the connection."""
     payload = os.urandom(16 << 20)
@@ -416,7 +436,7 @@ async def test_signal_timeout() -> None:
         s.connect_ex(address)
         fillers.append(s)
     try:
-        error, end = await failure_of(TCPClient(*address, connect_timeout=0.5))
+        error, end = await failure_of(TCPClient(address[0], address[1], connect_timeout=0.5))
     finally:
         for s in [*fillers, listener]:
             s.close()
