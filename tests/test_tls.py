@@ -256,3 +256,41 @@ async def test_tls_endpoint_string(certs: Certs, tmp_path: Any) -> None:
     c.close()
     await got.wait_closed()
     server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_pause_queues_decrypted_records(certs: Certs) -> None:
+    """A reader that pauses in every data event gets no data while paused, over
+    TLS too (records already decrypted are queued), and every byte in order."""
+    from _helpers import reactor
+
+    server, c, s = await tls_pair(certs)
+    payload = os.urandom(8 << 20)
+    state = {"paused": False, "while_paused": 0}
+    received = hashlib.sha256()
+    size = [0]
+
+    def on_data(data: bytes) -> None:
+        if state["paused"]:
+            state["while_paused"] += 1
+        received.update(data)
+        size[0] += len(data)
+        state["paused"] = True
+        s.pause(True)
+
+        def resume() -> None:
+            state["paused"] = False
+            s.pause(False)
+
+        reactor.callLater(0, resume)
+
+    s.on("data", on_data)
+    closed = wait_event(s, "close", timeout=60)
+    s.pause(False)
+    c.write(payload)
+    c.close()
+    await closed
+    assert size[0] == len(payload)
+    assert received.digest() == hashlib.sha256(payload).digest()
+    assert state["while_paused"] == 0
+    server.close()
