@@ -1,0 +1,1026 @@
+# -*- test-case-name: tests.test_streams -*-
+"""
+Coroutine streams in the shape of C{hat.drivers.tcp}, on Twisted.
+
+L{connect} and L{listen} are C{async def} functions for coroutines that
+Twisted runs (C{Deferred.fromCoroutine}, C{ensureDeferred}); inside them
+any L{Deferred<twisted.internet.defer.Deferred>} can be awaited.  A
+L{Connection} reads with L{Connection.read}, L{Connection.readexactly} and
+L{Connection.readline}, and writes with L{Connection.write} and
+L{Connection.drain}.  L{Server} and L{Connection} are resources: each owns
+a L{Group} of tasks that closing the resource cancels.
+
+Example::
+
+    async def main() -> None:
+        server = await streams.listen(on_connection, streams.Address("127.0.0.1", 0))
+        conn = await streams.connect(server.addresses[0])
+        conn.write(b"ping")
+        await conn.drain()
+        print(await conn.readexactly(4))
+        await conn.async_close()
+        await server.async_close()
+
+This module depends only on L{txtcp.core}.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from typing import Any, NamedTuple, TypeVar
+
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txtcp.core import (
+    ErrorInfo,
+    TcpClient,
+    TcpConnection,
+    TcpServer,
+    TlsClient,
+    TlsServer,
+    TrustRoot,
+    check_host,
+    check_port,
+    check_timeout,
+    default_reactor,
+    error_info,
+)
+
+__all__ = [
+    "READ_LIMIT",
+    "Address",
+    "Connection",
+    "ConnectionCb",
+    "ConnectionInfo",
+    "Group",
+    "Server",
+    "connect",
+    "listen",
+]
+
+_T = TypeVar("_T")
+
+#: Bytes a L{Connection} buffers before it stops reading from the socket,
+#: when no read is waiting (64 KiB).
+READ_LIMIT = 64 * 1024
+
+# The pause reason this layer uses on the core connection, so that its
+# backpressure never undoes anybody else's pause.
+_BACKPRESSURE: Hashable = ("txtcp.streams", "backpressure")
+
+_log = Logger()
+
+
+class Address(NamedTuple):
+    """A TCP address: a host (name, IPv4 or IPv6 literal) and a port."""
+
+    host: str
+    port: int
+
+
+class ConnectionInfo(NamedTuple):
+    """Both ends of a connection, as the operating system reports them."""
+
+    local_addr: Address
+    remote_addr: Address
+
+
+# ---------------------------------------------------------------------------
+# Task group
+
+
+class Group:
+    """
+    A small task group: the tasks it L{spawn}s are cancelled when it closes.
+
+    A group is open, then closing (L{close} was called: every task still
+    running is cancelled, every subgroup is closed), then closed (every task
+    has finished and every subgroup is closed).  Tasks are C{Deferred}s;
+    a coroutine spawned here may await C{Deferred}s and other coroutines.
+
+    Usable as C{async with Group() as group:}; leaving the block closes the
+    group and waits until it is closed.
+    """
+
+    _log = Logger()
+
+    def __init__(self) -> None:
+        self._state = _OPEN
+        # Each running task, and the Deferred its caller got.
+        self._tasks: dict[Deferred[Any], Deferred[Any]] = {}
+        self._children: set[Group] = set()
+        self._parent: Group | None = None
+        self._closers: list[Callable[[], Deferred[None] | None]] = []
+        self._pending_closers = 0
+        self._closing_waiters: list[Deferred[None]] = []
+        self._closed_waiters: list[Deferred[None]] = []
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the group is open (not closing, not closed)."""
+        return self._state == _OPEN
+
+    @property
+    def is_closing(self) -> bool:
+        """Whether L{close} was called (also true once closed)."""
+        return self._state != _OPEN
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the group is closed: every task and subgroup is done."""
+        return self._state == _CLOSED
+
+    def spawn(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, _T] | Deferred[_T] | _T],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Deferred[_T]:
+        """
+        Call C{fn(*args, **kwargs)} and track what it returns (a coroutine
+        is run with C{Deferred.fromCoroutine}) until it finishes.
+
+        @return: a C{Deferred} of C{fn}'s result.  Cancelling it cancels the
+            task (the C{Deferred} fails with C{CancelledError} at once; the
+            group tracks the task until it has really finished).  When the
+            group closes, the task is cancelled the same way, and the group
+            consumes that C{CancelledError} after the callbacks already
+            added (a coroutine awaiting the task still sees it), so tasks
+            cancelled by closing are not logged as unhandled errors.
+        @raise TypeError: C{fn} is not callable.
+        @raise RuntimeError: the group is closing or closed.
+        """
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, not {fn!r}")
+        if self._state != _OPEN:
+            raise RuntimeError("cannot spawn: the group is closing or closed")
+        try:
+            result = fn(*args, **kwargs)
+        except Exception:
+            return fail()
+        if isinstance(result, Deferred):
+            d: Deferred[Any] = result
+        elif inspect.iscoroutine(result):
+            d = Deferred.fromCoroutine(result)
+        elif inspect.isawaitable(result):
+            d = Deferred.fromCoroutine(_await(result))
+        else:
+            return succeed(result)
+        if d.called:
+            return d
+        # The caller gets its own Deferred: the group's bookkeeping stays off
+        # the task's callback chain.
+        outcome: Deferred[Any] = Deferred(lambda _: d.cancel())
+        self._tasks[d] = outcome
+
+        def done(value: object) -> None:
+            self._tasks.pop(d, None)
+            if not outcome.called:
+                outcome.callback(value)
+            elif isinstance(value, Failure) and not value.check(CancelledError):
+                self._log.failure(
+                    "A task of {group!r} failed after it was cancelled", value, group=self
+                )
+            self._check_closed()
+
+        d.addBoth(done)
+        return outcome
+
+    def create_subgroup(self) -> Group:
+        """
+        A new group that closes when this one closes (closing the subgroup
+        leaves this one open).  This group is closed only once all its
+        subgroups are.
+
+        @raise RuntimeError: the group is closing or closed.
+        """
+        if self._state != _OPEN:
+            raise RuntimeError("cannot create a subgroup: the group is closing or closed")
+        child = Group()
+        child._parent = self
+        self._children.add(child)
+        return child
+
+    def _on_close(self, closer: Callable[[], Deferred[None] | None]) -> None:
+        """Run C{closer} when the group starts closing; the group is closed only
+        once the C{Deferred} it returns (if any) has fired."""
+        self._closers.append(closer)
+
+    def close(self) -> None:
+        """
+        Start closing: cancel every running task and close every subgroup.
+        Closing a closing or closed group does nothing.
+        """
+        if self._state != _OPEN:
+            return
+        self._state = _CLOSING
+        for d in list(self._closing_waiters):
+            d.callback(None)
+        self._closing_waiters.clear()
+        for task, outcome in list(self._tasks.items()):
+            outcome.addErrback(_ignore_cancelled)
+            task.cancel()
+        for child in list(self._children):
+            child.close()
+        for closer in self._closers:
+            try:
+                result = closer()
+            except Exception:
+                self._log.failure("A close callback of {group!r} raised", group=self)
+                continue
+            if isinstance(result, Deferred) and not result.called:
+                self._pending_closers += 1
+                result.addErrback(
+                    lambda f: self._log.failure("Closing {group!r} failed", f, group=self)
+                )
+                result.addBoth(self._closer_done)
+        self._check_closed()
+
+    def _closer_done(self, _: object) -> None:
+        self._pending_closers -= 1
+        self._check_closed()
+
+    def _check_closed(self) -> None:
+        if self._state != _CLOSING or self._tasks or self._children or self._pending_closers:
+            return
+        self._state = _CLOSED
+        parent = self._parent
+        if parent is not None:
+            parent._children.discard(self)
+        waiters, self._closed_waiters = self._closed_waiters, []
+        for d in waiters:
+            d.callback(None)
+        if parent is not None:
+            parent._check_closed()
+
+    def wait_closing(self) -> Deferred[None]:
+        """A C{Deferred} that fires when the group starts closing."""
+        if self._state != _OPEN:
+            return succeed(None)
+        return _waiter(self._closing_waiters)
+
+    def wait_closed(self) -> Deferred[None]:
+        """A C{Deferred} that fires when the group is closed."""
+        if self._state == _CLOSED:
+            return succeed(None)
+        return _waiter(self._closed_waiters)
+
+    async def async_close(self) -> None:
+        """Close the group and wait until it is closed."""
+        self.close()
+        await self.wait_closed()
+
+    async def __aenter__(self) -> Group:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.async_close()
+
+    def __repr__(self) -> str:
+        state = ("open", "closing", "closed")[self._state]
+        return f"<Group {state} tasks={len(self._tasks)}>"
+
+
+_OPEN, _CLOSING, _CLOSED = range(3)
+
+
+def _ignore_cancelled(failure: Failure) -> None:
+    failure.trap(CancelledError)
+
+
+async def _await(awaitable: Awaitable[_T]) -> _T:
+    return await awaitable
+
+
+def _waiter(waiters: list[Deferred[None]]) -> Deferred[None]:
+    """A new C{Deferred} in C{waiters}; cancelling it removes it."""
+
+    def cancel(d: Deferred[None]) -> None:
+        if d in waiters:
+            waiters.remove(d)
+
+    d: Deferred[None] = Deferred(cancel)
+    waiters.append(d)
+    return d
+
+
+class _Resource:
+    """What L{Server} and L{Connection} share: a group that is their life."""
+
+    _group: Group
+
+    @property
+    def async_group(self) -> Group:
+        """The resource's task group; closing the resource closes it."""
+        return self._group
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the resource is open."""
+        return self._group.is_open
+
+    @property
+    def is_closing(self) -> bool:
+        """Whether the resource is closing or closed."""
+        return self._group.is_closing
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the resource is closed."""
+        return self._group.is_closed
+
+    def close(self) -> None:
+        """Start closing the resource (and cancel what its group spawned)."""
+        self._group.close()
+
+    async def async_close(self) -> None:
+        """Close the resource and wait until it is closed."""
+        self._group.close()
+        await self._group.wait_closed()
+
+    def wait_closing(self) -> Deferred[None]:
+        """A C{Deferred} that fires when the resource starts closing."""
+        return self._group.wait_closing()
+
+    def wait_closed(self) -> Deferred[None]:
+        """A C{Deferred} that fires when the resource is closed."""
+        return self._group.wait_closed()
+
+
+# ---------------------------------------------------------------------------
+# Connection
+
+_READ, _EXACT, _LINE = range(3)
+
+
+class _Reader:
+    __slots__ = ("d", "kind", "n")
+
+    def __init__(self, kind: int, n: int) -> None:
+        self.kind = kind
+        self.n = n
+        self.d: Deferred[bytes] = Deferred()
+
+
+class Connection(_Resource):
+    """
+    One TCP (or TLS) connection, read and written from coroutines; made by
+    L{connect} and L{listen}, not by users.
+
+    Reading: bytes received are buffered.  Reads are served in the order
+    they were called; a cancelled read gives up its place and consumes
+    nothing.  Once the buffer holds L{READ_LIMIT} bytes and no read is
+    waiting, the connection stops reading from the socket (the peer's
+    writes are held back by TCP) until a read takes bytes out.
+
+    End of stream: when the peer ends its stream, or the connection is
+    closed, buffered bytes stay readable; a read that needs more raises
+    C{ConnectionError} (the cause of an abnormal end, such as
+    C{ConnectionResetError} or L{TlsError<txtcp.core.TlsError>}, when
+    there was one).  The connection closes itself when the peer ends its
+    stream; its L{async_group} then closes.
+    """
+
+    _log = Logger()
+
+    def __init__(self, conn: TcpConnection, group: Group | None = None) -> None:
+        """
+        Take over C{conn}, a core L{TcpConnection} (it is unpaused).
+
+        @param group: the connection's task group (a subgroup of a server's
+            group, for example); a new L{Group} when C{None}.
+        """
+        self._conn = conn
+        self._group = group if group is not None else Group()
+        self._buffer = bytearray()
+        self._readers: deque[_Reader] = deque()
+        self._eof = False
+        self._error: BaseException | None = None
+        self._serving = False
+        self._again = False
+        self._reading_paused = False
+        self._drainers: list[Deferred[None]] = []
+        self._closed_d: Deferred[None] = Deferred()
+        self._info = ConnectionInfo(Address(*conn.local_address), Address(*conn.remote_address))
+        conn.on("data", self._on_data)
+        conn.on("end", self._on_end)
+        conn.on("error", self._on_error)
+        conn.on("pause", self._on_pause)
+        conn.on("close", self._on_close)
+        self._group._on_close(self._close_conn)
+        if conn.closed:
+            self._on_close()
+        else:
+            conn.pause(False)
+
+    @property
+    def info(self) -> ConnectionInfo:
+        """Local and remote addresses (fixed when the connection was made)."""
+        return self._info
+
+    @property
+    def connection(self) -> TcpConnection:
+        """The core L{TcpConnection} underneath (for socket options and the
+        like; reading from it directly would bypass this object's buffer)."""
+        return self._conn
+
+    # -- writing -----------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """
+        Send C{data}; it is buffered and sent as the socket takes it.
+
+        @raise TypeError: C{data} is not bytes-like.
+        @raise ConnectionError: the connection is closing or closed.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"data must be bytes, bytearray or memoryview, not {type(data).__name__}"
+            )
+        if not self._group.is_open or self._conn.closed:
+            raise ConnectionError("cannot write: the connection is closing or closed")
+        self._conn.write(data)
+
+    async def drain(self) -> None:
+        """
+        Wait while the write buffer is full (the core's C{pause} event said
+        so); return at once otherwise.  Never raises: it returns when the
+        buffer drains or the connection closes.
+        """
+        if not self._conn.write_paused or self._conn.closed:
+            return
+        await _waiter(self._drainers)
+
+    def _on_pause(self, paused: bool) -> None:
+        if not paused:
+            self._release_drainers()
+
+    def _release_drainers(self) -> None:
+        drainers, self._drainers = self._drainers, []
+        for d in drainers:
+            d.callback(None)
+
+    # -- reading -----------------------------------------------------------
+
+    async def read(self, n: int = -1) -> bytes:
+        """
+        Return what is buffered, at least one byte and at most C{n} (all of
+        it when C{n} < 0); wait only when the buffer is empty.
+
+        @raise ConnectionError: end of stream with nothing buffered.
+        """
+        n = _check_n(n, "n", allow_negative=True)
+        if n == 0:
+            return b""
+        return await self._request(_READ, n)
+
+    async def readexactly(self, n: int) -> bytes:
+        """
+        Return exactly C{n} bytes, waiting for them.
+
+        @raise ConnectionError: the stream ended first; what was buffered
+            stays readable.
+        @raise ValueError: C{n} is negative.
+        """
+        n = _check_n(n, "n", allow_negative=False)
+        if n == 0:
+            return b""
+        return await self._request(_EXACT, n)
+
+    async def readline(self) -> bytes:
+        """
+        Return the next line, up to and including C{b"\\n"}; at end of stream
+        the last bytes without a newline.  While a C{readline} waits, the
+        buffer may grow past L{READ_LIMIT}.
+
+        @raise ConnectionError: end of stream with nothing buffered.
+        """
+        return await self._request(_LINE, 0)
+
+    def _request(self, kind: int, n: int) -> Deferred[bytes]:
+        if not self._readers:
+            taken = self._take(kind, n)
+            if taken is not None:
+                self._update_pause()
+                if isinstance(taken, BaseException):
+                    return fail(taken)
+                return succeed(taken)
+        reader = _Reader(kind, n)
+
+        def cancel(d: Deferred[bytes]) -> None:
+            if reader in self._readers:
+                self._readers.remove(reader)
+                self._serve()
+
+        reader.d = Deferred(cancel)
+        self._readers.append(reader)
+        self._update_pause()
+        return reader.d
+
+    def _take(self, kind: int, n: int) -> bytes | BaseException | None:
+        """Bytes for one read, an exception to raise, or C{None} to wait."""
+        buf = self._buffer
+        if kind == _READ:
+            if buf:
+                size = len(buf) if n < 0 else min(n, len(buf))
+                return self._pop(size)
+        elif kind == _EXACT:
+            if len(buf) >= n:
+                return self._pop(n)
+            if self._eof:
+                return self._eof_error(
+                    f"the stream ended after {len(buf)} of {n} bytes; they stay readable"
+                )
+            return None
+        else:
+            end = buf.find(b"\n")
+            if end >= 0:
+                return self._pop(end + 1)
+            if self._eof and buf:
+                return self._pop(len(buf))
+        if self._eof:
+            return self._eof_error("end of stream")
+        return None
+
+    def _pop(self, size: int) -> bytes:
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def _eof_error(self, message: str) -> BaseException:
+        if self._error is not None:
+            exc = error_info(self._error).to_exception()
+            if isinstance(exc, ConnectionError):
+                return exc
+        return ConnectionError(message)
+
+    def _serve(self) -> None:
+        """Serve waiting reads in order, as far as the buffer allows."""
+        if self._serving:
+            self._again = True
+            return
+        self._serving = True
+        try:
+            while True:
+                self._again = False
+                while self._readers:
+                    head = self._readers[0]
+                    taken = self._take(head.kind, head.n)
+                    if taken is None:
+                        break
+                    self._readers.popleft()
+                    if isinstance(taken, BaseException):
+                        head.d.errback(taken)
+                    else:
+                        head.d.callback(taken)
+                self._update_pause()
+                if not self._again:
+                    break
+        finally:
+            self._serving = False
+
+    def _update_pause(self) -> None:
+        want = len(self._buffer) >= READ_LIMIT and not self._readers and not self._eof
+        if want != self._reading_paused and not self._conn.closed:
+            self._reading_paused = want
+            self._conn.pause(want, reason=_BACKPRESSURE)
+
+    def _on_data(self, data: bytes) -> None:
+        self._buffer += data
+        self._serve()
+
+    def _on_end(self) -> None:
+        self._eof = True
+        self._serve()
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._error = exc
+
+    def _on_close(self) -> None:
+        self._eof = True
+        self._serve()
+        self._release_drainers()
+        if not self._closed_d.called:
+            self._closed_d.callback(None)
+        self._group.close()
+
+    def _close_conn(self) -> Deferred[None] | None:
+        if self._closed_d.called:
+            return None
+        self._conn.close()
+        return self._closed_d
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.async_close()
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed" if self.is_closed else "closing"
+        return f"<streams.Connection {state} {self._info.local_addr} -> {self._info.remote_addr}>"
+
+
+def _check_n(n: object, name: str, *, allow_negative: bool) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{name} must be an int, not {n!r}")
+    if n < 0 and not allow_negative:
+        raise ValueError(f"{name} must be >= 0, not {n!r}")
+    return n
+
+
+# ---------------------------------------------------------------------------
+# Server
+
+#: What L{listen} calls with each new L{Connection}: a plain function, or a
+#: coroutine function (its coroutine runs in the connection's group).
+ConnectionCb = Callable[[Connection], object]
+
+
+class Server(_Resource):
+    """
+    A listening socket that hands each accepted connection to a callback;
+    made by L{listen}, not by users.
+
+    Closing the server stops accepting.  With C{bind_connections}, every
+    connection it accepted is closed too (their groups are subgroups of
+    the server's); without, they stay open.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self, core: TcpServer, connection_cb: ConnectionCb, bind_connections: bool
+    ) -> None:
+        self._core = core
+        self._cb = connection_cb
+        self._bind = bind_connections
+        self._group = Group()
+        self._addresses: list[Address] = []
+        self._stopped: Deferred[None] = Deferred()
+        self._handshake = isinstance(core, TlsServer)
+        core.on("connect", self._on_connect)
+        core.on("stop", self._on_stop)
+        self._group._on_close(self._close_core)
+
+    @property
+    def addresses(self) -> list[Address]:
+        """The bound addresses (port 0 resolved to the real port)."""
+        return list(self._addresses)
+
+    def _started(self) -> None:
+        address = self._core.address
+        if address is not None:
+            self._addresses = [Address(*address)]
+        _rendezvous.add_server(self)
+
+    def _on_connect(self, conn: TcpConnection) -> None:
+        if not self._group.is_open:
+            conn.abort()
+            return
+        group = self._group.create_subgroup() if self._bind else Group()
+        stream = Connection(conn, group)
+        key = _key(stream.info.remote_addr, stream.info.local_addr)
+        handed = [False]
+
+        def hand_over() -> None:
+            handed[0] = True
+            self._hand_over(stream)
+            _rendezvous.handed_over(key)
+
+        def closed(_: object) -> None:
+            if not handed[0]:
+                handed[0] = True
+                _rendezvous.handed_over(key)
+            _rendezvous.forget(key)
+
+        group.wait_closing().addCallback(closed)
+        if self._handshake:
+            conn.once("tls", lambda: hand_over() if stream.is_open else None)
+        else:
+            hand_over()
+
+    def _hand_over(self, stream: Connection) -> None:
+        if not self._group.is_open or not stream.is_open:
+            stream.close()
+            return
+        d = stream.async_group.spawn(self._cb, stream)
+
+        def failed(failure: Failure) -> None:
+            if failure.check(CancelledError):
+                return
+            self._log.failure(
+                "connection_cb {cb!r} raised; closing {connection!r}",
+                failure,
+                cb=self._cb,
+                connection=stream,
+            )
+            stream.close()
+
+        d.addErrback(failed)
+
+    def _on_stop(self) -> None:
+        _rendezvous.remove_server(self)
+        if not self._stopped.called:
+            self._stopped.callback(None)
+
+    def _close_core(self) -> Deferred[None] | None:
+        _rendezvous.remove_server(self)
+        if self._stopped.called or not self._core.listening:
+            return None
+        self._core.close()
+        return self._stopped
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.async_close()
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed" if self.is_closed else "closing"
+        return f"<streams.Server {state} {self._addresses}>"
+
+
+# ---------------------------------------------------------------------------
+# connect and listen
+
+
+async def connect(
+    addr: Address | tuple[str, int],
+    *,
+    tls: bool = False,
+    trust_root: TrustRoot = None,
+    hostname: str | None = None,
+    timeout: float | None = None,
+    loop: Any = None,
+) -> Connection:
+    """
+    Connect to C{addr} (a host name, IPv4 or IPv6 literal, and a port).
+
+    With C{tls=True} the server's certificate and host name (C{hostname},
+    by default C{addr.host}) are verified against C{trust_root} (a PEM file
+    of CA certificates, a Twisted C{Certificate} or trust root, or C{None}
+    for the platform's trust store), and this returns once the handshake
+    is done.  C{timeout} bounds the whole attempt, handshake included.
+
+    When the server is a L{Server} of this process, this returns only after
+    that server has handed the connection to its C{connection_cb}.
+
+    @raise TypeError: an argument has the wrong type (at the call).
+    @raise ValueError: an argument has a wrong value (at the call).
+    @raise ConnectionRefusedError: nothing listens there.
+    @raise TimeoutError: C{timeout} expired.
+    @raise txtcp.core.HostNotFoundError: the name did not resolve (a
+        C{ConnectionError}).
+    @raise txtcp.core.TlsError: the handshake or the verification failed
+        (a C{ConnectionError}).
+    @raise ConnectionError: any other failure to connect.
+    """
+    host, port = _check_addr(addr)
+    limit = check_timeout(timeout)
+    if not isinstance(tls, bool):
+        raise TypeError(f"tls must be a bool, not {tls!r}")
+    if hostname is not None:
+        hostname = check_host(hostname, "hostname")
+    if not tls and (hostname is not None or trust_root is not None):
+        raise ValueError("hostname and trust_root are only used with tls=True")
+    reactor = default_reactor(loop)
+    client: TcpClient = TlsClient(reactor, trust_root=trust_root) if tls else TcpClient(reactor)
+    started = reactor.seconds()
+    connected: Deferred[TcpConnection] = Deferred()
+
+    def on_connect(conn: TcpConnection) -> None:
+        if connected.called:
+            conn.abort()
+        else:
+            connected.callback(conn)
+
+    def on_failure(info: ErrorInfo) -> None:
+        if not connected.called:
+            connected.errback(info.to_exception())
+
+    client.once("connect", on_connect)
+    client.once("connect_failure", on_failure)
+    if hostname is not None and hostname != host:
+        client.connect_endpoint(_tcp_description(host, port), limit, hostname=hostname)
+    else:
+        client.connect(host, port, limit)
+    conn = await connected
+    if tls:
+        remaining = None if limit is None else max(0.0, limit - (reactor.seconds() - started))
+        await _handshake(conn, reactor, remaining)
+    stream = Connection(conn)
+    try:
+        await _rendezvous.wait(stream, reactor)
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+async def _handshake(conn: TcpConnection, reactor: Any, limit: float | None) -> None:
+    """Wait for C{conn}'s TLS handshake; raise (and abort) if it fails."""
+    errors: list[BaseException] = []
+    done: Deferred[None] = Deferred(lambda d: conn.abort())
+
+    def on_tls() -> None:
+        if not done.called:
+            done.callback(None)
+
+    def on_close() -> None:
+        if not done.called:
+            if errors:
+                done.errback(error_info(errors[0]).to_exception())
+            else:
+                done.errback(ConnectionError("the connection closed during the TLS handshake"))
+
+    def expire() -> None:
+        if not done.called:
+            done.errback(TimeoutError(f"no TLS handshake within {limit} seconds"))
+            conn.abort()
+
+    conn.on("tls", on_tls)
+    conn.on("error", errors.append)
+    conn.on("close", on_close)
+    timer = reactor.callLater(limit, expire) if limit is not None else None
+    if conn.closed:
+        on_close()
+    try:
+        await done
+    finally:
+        if timer is not None and timer.active():
+            timer.cancel()
+        conn.remove_listener("tls", on_tls)
+        conn.remove_listener("error", errors.append)
+        conn.remove_listener("close", on_close)
+
+
+async def listen(
+    connection_cb: ConnectionCb,
+    addr: Address | tuple[str, int],
+    *,
+    bind_connections: bool = False,
+    certificate: Any = None,
+    private_key: Any = None,
+    loop: Any = None,
+) -> Server:
+    """
+    Listen on C{addr} (port 0 picks a free port; see L{Server.addresses})
+    and call C{connection_cb} with each accepted L{Connection}.
+
+    C{connection_cb} may be a plain function or a coroutine function; if
+    it raises, that connection is closed and the error is logged.  A
+    coroutine runs in the connection's L{Connection.async_group}, so
+    closing the connection cancels it.  With C{certificate} (a PEM file
+    path, the key in it or in C{private_key}; or a Twisted
+    C{PrivateCertificate}) connections use TLS, and the callback is called
+    once the handshake is done.
+
+    @raise TypeError: an argument has the wrong type (at the call).
+    @raise ValueError: an argument has a wrong value, or the certificate
+        cannot be loaded (at the call).
+    @raise OSError: listening failed (address in use, name not found, ...),
+        with C{errno} set.
+    """
+    if not callable(connection_cb):
+        raise TypeError(f"connection_cb must be callable, not {connection_cb!r}")
+    host, port = _check_addr(addr)
+    if not isinstance(bind_connections, bool):
+        raise TypeError(f"bind_connections must be a bool, not {bind_connections!r}")
+    if certificate is None and private_key is not None:
+        raise ValueError("private_key is only used with certificate")
+    reactor = default_reactor(loop)
+    core: TcpServer
+    if certificate is None:
+        core = TcpServer(host, port, reactor)
+    else:
+        core = TlsServer(host, port, reactor, certificate=certificate, private_key=private_key)
+    server = Server(core, connection_cb, bind_connections)
+    started: Deferred[None] = Deferred(lambda d: server.close())
+
+    def on_start() -> None:
+        if not started.called:
+            started.callback(None)
+
+    def on_error(exc: BaseException) -> None:
+        if not started.called:
+            started.errback(error_info(exc).to_exception())
+
+    core.once("start", on_start)
+    core.once("error", on_error)
+    try:
+        await started
+    except BaseException:
+        server.close()
+        raise
+    server._started()
+    return server
+
+
+def _check_addr(addr: object) -> tuple[str, int]:
+    if not isinstance(addr, tuple) or len(addr) != 2:
+        raise TypeError(f"addr must be an Address(host, port), not {addr!r}")
+    return check_host(addr[0], "addr.host"), check_port(addr[1], "addr.port")
+
+
+def _tcp_description(host: str, port: int) -> str:
+    escaped = host.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+    return f"tcp:host={escaped}:port={port}"
+
+
+# ---------------------------------------------------------------------------
+# In-process rendezvous: connect() to a Server of this process returns once
+# that server has handed the connection to its callback.
+
+_Key = tuple[Address, Address]
+
+# How long connect() waits for an in-process server before giving up on the
+# rendezvous (it only matters if the two ends cannot be matched).
+_RENDEZVOUS_LIMIT = 10.0
+
+
+def _norm(addr: Address) -> Address:
+    host = addr.host.lower()
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return Address(host, addr.port)
+
+
+def _key(client_side: Address, server_side: Address) -> _Key:
+    return (_norm(client_side), _norm(server_side))
+
+
+class _Rendezvous:
+    _log = Logger()
+
+    def __init__(self) -> None:
+        self._servers: list[Server] = []
+        self._handed: set[_Key] = set()
+        self._waiting: dict[_Key, Deferred[None]] = {}
+
+    def add_server(self, server: Server) -> None:
+        if server not in self._servers:
+            self._servers.append(server)
+
+    def remove_server(self, server: Server) -> None:
+        if server in self._servers:
+            self._servers.remove(server)
+
+    def _in_process(self, remote: Address) -> bool:
+        remote = _norm(remote)
+        for server in self._servers:
+            for address in server.addresses:
+                bound = _norm(address)
+                if bound.port == remote.port and bound.host in (remote.host, "0.0.0.0", "::", ""):
+                    return True
+        return False
+
+    def handed_over(self, key: _Key) -> None:
+        waiter = self._waiting.pop(key, None)
+        if waiter is not None:
+            waiter.callback(None)
+        else:
+            self._handed.add(key)
+
+    def forget(self, key: _Key) -> None:
+        self._handed.discard(key)
+
+    async def wait(self, stream: Connection, reactor: Any) -> None:
+        key = _key(stream.info.local_addr, stream.info.remote_addr)
+        if key in self._handed:
+            self._handed.discard(key)
+            return
+        if not self._in_process(stream.info.remote_addr):
+            return
+
+        def cancel(d: Deferred[None]) -> None:
+            self._waiting.pop(key, None)
+
+        waiter: Deferred[None] = Deferred(cancel)
+        self._waiting[key] = waiter
+
+        def release(_: object = None) -> None:
+            if self._waiting.get(key) is waiter:
+                del self._waiting[key]
+                waiter.callback(None)
+
+        def give_up() -> None:
+            self._log.warn("connect(): the in-process server never took {key!r}; going on", key=key)
+            release()
+
+        closing = stream.wait_closing().addCallback(release)
+        timer = reactor.callLater(_RENDEZVOUS_LIMIT, give_up)
+        try:
+            await waiter
+        finally:
+            if timer.active():
+                timer.cancel()
+            closing.cancel()
+
+
+_rendezvous = _Rendezvous()
