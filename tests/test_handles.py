@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -1025,6 +1026,18 @@ async def test_loop_run_many_times_and_modes() -> None:
     assert loop.run(UV_RUN_ONCE) is False
     with pytest.raises(ValueError):
         loop.run(42)
+    from_thread: list[BaseException] = []
+
+    def run_in_thread() -> None:
+        try:
+            loop.run()
+        except BaseException as exc:
+            from_thread.append(exc)
+
+    worker = threading.Thread(target=run_in_thread)
+    worker.start()
+    worker.join(TIMEOUT)
+    assert [type(e) for e in from_thread] == [RuntimeError]
     server = TCP(loop)
     server.bind(("127.0.0.1", 0))
     server.listen(lambda h, e: None)

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.logger import Logger
+from twisted.python import threadable
 
 from txtcp.core import default_reactor
 
@@ -110,7 +111,8 @@ class Loop:
         @return: whether handles are still active (after L{stop}, or after
             one turn), as libuv's C{uv_run} says.
         @raise RuntimeError: L{run} is already running on this loop (it was
-            called from one of its callbacks).
+            called from one of its callbacks), or the reactor runs in
+            another thread.
         @raise ValueError: C{mode} is not one of the three modes.
         """
         if mode not in (UV_RUN_DEFAULT, UV_RUN_ONCE, UV_RUN_NOWAIT):
@@ -119,6 +121,8 @@ class Loop:
             )
         if self._running:
             raise RuntimeError("Loop.run() is already running on this loop")
+        if self._reactor.running and not threadable.isInIOThread():
+            raise RuntimeError("Loop.run() must be called in the reactor's thread")
         self._start_reactor()
         self._running = True
         self._stopping = False
