@@ -9,15 +9,16 @@ import errno
 import importlib.util
 import os
 import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 import pytest_twisted
-from _helpers import TIMEOUT, reactor, sha256, sleep, wait_for
+from _helpers import TIMEOUT, fds_back_to, reactor, sha256, sleep, wait_for
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import ILogObserver, globalLogPublisher
 from zope.interface import provider
@@ -398,8 +399,7 @@ async def test_end_of_stream_during_readexactly() -> None:
     assert await within(client.readexactly(4)) == b"1234"
     with pytest.raises(ConnectionError):
         await within(client.readexactly(1))
-    peer_line = b"partial"
-    assert peer_line  # readline at the end gives the last bytes without newline:
+    # readline at the end gives the last bytes, without a newline.
     server2, client2, peer2 = await connected_pair()
     peer2.write(b"no newline")
     peer2.close()
@@ -414,10 +414,18 @@ async def test_concurrent_reads_in_order_and_cancellation() -> None:
     """Concurrent reads are served in call order; a cancelled one takes nothing."""
     server, client, peer = await connected_pair()
     order: list[str] = []
-    first = task(client.readexactly(3)).addCallback(lambda d: order.append("first") or d)
+
+    def noted(name: str, aw: Awaitable[bytes]) -> Deferred[bytes]:
+        def note(data: bytes) -> bytes:
+            order.append(name)
+            return data
+
+        return task(aw).addCallback(note)
+
+    first = noted("first", client.readexactly(3))
     second = task(client.read())
-    third = task(client.readexactly(2)).addCallback(lambda d: order.append("third") or d)
-    fourth = task(client.read()).addCallback(lambda d: order.append("fourth") or d)
+    third = noted("third", client.readexactly(2))
+    fourth = noted("fourth", client.read())
     second.cancel()
     with pytest.raises(CancelledError):
         await second
@@ -559,8 +567,6 @@ async def test_bind_connections(bind: bool, count: int, fd_baseline: int) -> Non
             await within(peer.async_close())
     for client in clients:
         await within(client.async_close())
-    from _helpers import fds_back_to
-
     assert await fds_back_to(fd_baseline) <= fd_baseline
 
 
@@ -677,7 +683,7 @@ async def test_group_spawn_close_and_subgroups() -> None:
         pending = scoped.spawn(forever, "scoped")
     assert scoped.is_closed and pending.called and "scoped" in cleaned
     with pytest.raises(TypeError):
-        scoped.spawn(42)  # type: ignore[arg-type]
+        scoped.spawn(cast(Any, 42))
 
 
 @pytest_twisted.ensureDeferred
@@ -688,3 +694,21 @@ async def test_closing_a_subgroup_leaves_the_parent_open() -> None:
     await within(child.async_close())
     assert child.is_closed and group.is_open
     await within(group.async_close())
+
+
+@pytest_twisted.ensureDeferred
+async def test_reset_raises_connection_reset_error() -> None:
+    """After the peer resets the connection, reads raise ConnectionResetError."""
+    server, client, peer = await connected_pair()
+    pending = task(client.read())
+    await sleep(0.02)
+    dup = socket.socket(fileno=os.dup(peer.connection.fileno()))
+    dup.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    dup.close()
+    peer.connection.abort()
+    with pytest.raises(ConnectionResetError):
+        await within(pending)
+    await within(client.wait_closed())
+    with pytest.raises(ConnectionResetError):
+        await within(client.read())
+    await within(server.async_close())

@@ -27,7 +27,8 @@ async def echo(conn: streams.Connection) -> None:
 async def main() -> None:
     # Port 0: the system picks a free port; server.addresses tells which.
     async with await streams.listen(echo, streams.Address("127.0.0.1", 0)) as server:
-        async with await streams.connect(server.addresses[0], timeout=5) as conn:
+        conn = await streams.connect(server.addresses[0], timeout=5)
+        async with conn:
             for word in (b"hello", b"twisted", b"streams"):
                 conn.write(word + b"\n")
                 reply = await conn.readline()

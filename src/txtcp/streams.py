@@ -4,11 +4,11 @@ Coroutine streams in the shape of C{hat.drivers.tcp}, on Twisted.
 
 L{connect} and L{listen} are C{async def} functions for coroutines that
 Twisted runs (C{Deferred.fromCoroutine}, C{ensureDeferred}); inside them
-any L{Deferred<twisted.internet.defer.Deferred>} can be awaited.  A
-L{Connection} reads with L{Connection.read}, L{Connection.readexactly} and
-L{Connection.readline}, and writes with L{Connection.write} and
-L{Connection.drain}.  L{Server} and L{Connection} are resources: each owns
-a L{Group} of tasks that closing the resource cancels.
+any C{Deferred} can be awaited.  A L{Connection} reads with
+L{Connection.read}, L{Connection.readexactly} and L{Connection.readline},
+and writes with L{Connection.write} and L{Connection.drain}.  L{Server}
+and L{Connection} are resources: each owns a L{Group} of tasks that closing
+the resource cancels.
 
 Example::
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, overload
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.logger import Logger
@@ -134,12 +134,18 @@ class Group:
         """Whether the group is closed: every task and subgroup is done."""
         return self._state == _CLOSED
 
+    @overload
     def spawn(
-        self,
-        fn: Callable[..., Coroutine[Any, Any, _T] | Deferred[_T] | _T],
-        *args: Any,
-        **kwargs: Any,
-    ) -> Deferred[_T]:
+        self, fn: Callable[..., Coroutine[Any, Any, _T]], *args: Any, **kwargs: Any
+    ) -> Deferred[_T]: ...
+
+    @overload
+    def spawn(self, fn: Callable[..., Deferred[_T]], *args: Any, **kwargs: Any) -> Deferred[_T]: ...
+
+    @overload
+    def spawn(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> Deferred[_T]: ...
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         """
         Call C{fn(*args, **kwargs)} and track what it returns (a coroutine
         is run with C{Deferred.fromCoroutine}) until it finishes.
