@@ -564,6 +564,30 @@ async def test_disconnect_with_pending_data() -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_disconnect_right_after_a_small_write() -> None:
+    """A small write is pending until bytes_written reports it, even if the
+    core sent it at once: CLOSING, bytes_written, UNCONNECTED, disconnected."""
+    srv, sock, rec, peer = await connected()
+    got = Collector(peer)
+    del rec.events[:]
+    assert sock.write(b"bye") == 3
+    sock.disconnect()
+    rec.mark()
+    await rec.until("disconnected")
+    assert rec.events == [
+        ("state_changed", S.CLOSING),
+        ("returned", S.CLOSING),
+        ("bytes_written", S.CLOSING),
+        ("state_changed", S.UNCONNECTED),
+        ("disconnected", S.UNCONNECTED),
+    ]
+    assert rec.written == 3
+    await got.wait_closed()
+    assert got.data == b"bye"
+    srv.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_disconnect_with_nothing_pending() -> None:
     """disconnect() with nothing pending: CLOSING, UNCONNECTED, disconnected,
     all inside the call; the peer sees the close."""

@@ -200,7 +200,8 @@ class TcpSocket:
         (reset) goes the same way with that error's code.
       - L{disconnect} with data pending: CLOSING inside the call,
         C{bytes_written_handler} until every byte is sent, then UNCONNECTED,
-        disconnected.  With nothing pending, all of it inside the call.
+        disconnected.  With nothing pending (every byte written already
+        reported by C{bytes_written_handler}), all of it inside the call.
       - L{abort}: UNCONNECTED and disconnected inside the call; no CLOSING,
         no error; pending data dropped.
 
@@ -216,11 +217,12 @@ class TcpSocket:
     the socket's course.
 
     C{bytes_written_handler} reports bytes once they have left txtcp's
-    buffer for the kernel: the write queue is checked on the reactor turns
-    after a L{write} (every 1 ms at first, backing off to 50 ms while
-    nothing moves) and when the core reports its buffer drained.  The counts
-    add up to everything written, except after L{abort} or a lost
-    connection.
+    buffer for the kernel, never inside L{write} or L{disconnect} (as in
+    Qt): the write queue is checked on the reactor turns after a L{write}
+    (every 1 ms at first, backing off to 50 ms while nothing moves), when
+    the core reports its buffer drained, and when the connection closes
+    cleanly.  The counts add up to everything written, except after
+    L{abort} or a lost connection.
 
     Methods other than the C{*_async} ones must be called on the reactor
     thread (in a handler, or in code the reactor runs); the C{*_async}
@@ -724,14 +726,13 @@ class TcpSocket:
         conn = self._conn
         if state is not SocketState.CONNECTED or conn is None:
             return
-        self._check_written()
-        if not self._still(self._token, SocketState.CONNECTED) or self._conn is not conn:
-            return
         token = self._token
         self._set_state(SocketState.CLOSING)
         if not self._still(token, SocketState.CLOSING):
             return
         conn.close()
+        # Bytes written but not yet reported count as pending, as in Qt,
+        # where bytes_written never comes inside write() or disconnect().
         if not self._unreported and not conn.write_queue_size:
             self._finish()
 
