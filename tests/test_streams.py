@@ -122,6 +122,29 @@ async def test_seed_example_runs_on_the_shared_reactor() -> None:
         await within(Deferred.fromCoroutine(module.main()))
 
 
+ASYNCIO_RUNNER = """
+import asyncio, sys
+from twisted.internet import asyncioreactor
+asyncioreactor.install(asyncio.new_event_loop())
+from twisted.internet.defer import Deferred
+from twisted.internet.task import react
+import streams_seed
+react(lambda reactor: Deferred.fromCoroutine(streams_seed.main()))
+"""
+
+
+def test_seed_example_runs_on_the_asyncio_reactor() -> None:
+    """The seed example also runs when Twisted's asyncio reactor is installed."""
+    result = subprocess.run(
+        [sys.executable, "-c", ASYNCIO_RUNNER],
+        capture_output=True,
+        timeout=60,
+        cwd=str(EXAMPLES),
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_echo_example_runs() -> None:
     """The echo example in the docs runs and prints the upper-cased lines."""
     result = subprocess.run(
@@ -712,3 +735,29 @@ async def test_reset_raises_connection_reset_error() -> None:
     with pytest.raises(ConnectionResetError):
         await within(client.read())
     await within(server.async_close())
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+@pytest_twisted.ensureDeferred
+async def test_cancelled_listen_leaves_nothing_listening(host: str, fd_baseline: int) -> None:
+    """Cancelling listen before it listens closes the server it started."""
+    attempt = task(streams.listen(lambda c: None, streams.Address(host, 0)))
+    attempt.cancel()
+    with pytest.raises(CancelledError):
+        await attempt
+    await sleep(0.1)
+    assert await fds_back_to(fd_baseline) <= fd_baseline
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelled_connect_closes_the_connection(fd_baseline: int) -> None:
+    """Cancelling connect while it is under way leaves no connection behind."""
+    accepted: list[streams.Connection] = []
+    server = await within(streams.listen(accepted.append, LOCAL))
+    attempt = task(streams.connect(server.addresses[0]))
+    attempt.cancel()
+    with pytest.raises(CancelledError):
+        await attempt
+    await wait_for(lambda: all(peer.is_closed for peer in accepted))
+    await within(server.async_close())
+    assert await fds_back_to(fd_baseline) <= fd_baseline

@@ -671,6 +671,7 @@ class Server(_Resource):
         self._handshake = isinstance(core, TlsServer)
         core.on("connect", self._on_connect)
         core.on("stop", self._on_stop)
+        core.on("error", lambda exc: self._on_stop())
         self._group._on_close(self._close_core)
 
     @property
@@ -736,10 +737,10 @@ class Server(_Resource):
 
     def _close_core(self) -> Deferred[None] | None:
         _rendezvous.remove_server(self)
-        if self._stopped.called or not self._core.listening:
-            return None
+        # Also while the core is still starting: it then stops as soon as it
+        # listens, and emits stop (or error, if listening failed).
         self._core.close()
-        return self._stopped
+        return None if self._stopped.called else self._stopped
 
     async def __aenter__(self) -> Server:
         return self
@@ -850,8 +851,9 @@ async def _handshake(conn: TcpConnection, reactor: Any, limit: float | None) -> 
             done.errback(TimeoutError(f"no TLS handshake within {limit} seconds"))
             conn.abort()
 
+    on_error = errors.append
     conn.on("tls", on_tls)
-    conn.on("error", errors.append)
+    conn.on("error", on_error)
     conn.on("close", on_close)
     timer = reactor.callLater(limit, expire) if limit is not None else None
     if conn.closed:
@@ -862,7 +864,7 @@ async def _handshake(conn: TcpConnection, reactor: Any, limit: float | None) -> 
         if timer is not None and timer.active():
             timer.cancel()
         conn.remove_listener("tls", on_tls)
-        conn.remove_listener("error", errors.append)
+        conn.remove_listener("error", on_error)
         conn.remove_listener("close", on_close)
 
 
