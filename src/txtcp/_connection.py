@@ -100,6 +100,7 @@ class TcpConnection(EventEmitter):
         "_peer_name",
         "_queue",
         "_reactor",
+        "_read_eof",
         "_reasons",
         "_tls",
         "_transport",
@@ -128,6 +129,7 @@ class TcpConnection(EventEmitter):
         self._closed = False
         self._aborted = False
         self._ended = False
+        self._read_eof = False
         self._tls = ISSLTransport.providedBy(transport) or isinstance(
             transport, TLSMemoryBIOProtocol
         )
@@ -170,7 +172,9 @@ class TcpConnection(EventEmitter):
         return bool(self._reasons)
 
     def _apply_read_state(self) -> None:
-        if self._closed:
+        # After the peer's end of stream the transport no longer reads;
+        # resuming it would read the end of stream again.
+        if self._closed or self._read_eof:
             return
         want = bool(self._reasons) and not self._handshaking
         if want != self._transport_paused:
@@ -210,6 +214,9 @@ class TcpConnection(EventEmitter):
             self._delivering = False
 
     def _read_lost(self) -> None:
+        if self._read_eof:
+            return
+        self._read_eof = True
         if self._queue:
             self._enqueue(_END)
         else:
