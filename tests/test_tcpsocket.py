@@ -20,10 +20,12 @@ import pytest
 import pytest_twisted
 from _helpers import Collector, listening, sha256, sleep, wait_for
 from twisted.internet import reactor as _reactor
+from twisted.internet.interfaces import IResolutionReceiver
 from twisted.internet.threads import deferToThread
+from zope.interface.verify import verifyObject
 
 import txtcp
-from txtcp.tcpsocket import _TRANSITIONS, SocketError, SocketState, TcpSocket
+from txtcp.tcpsocket import _TRANSITIONS, SocketError, SocketState, TcpSocket, _Resolution
 
 S = SocketState
 E = SocketError
@@ -194,6 +196,11 @@ def test_new_and_initial_state() -> None:
     assert (sock.remote_address, sock.remote_port) == ("", 0)
     assert sock.bytes_available == 0
     assert sock.read_all() == b"" and sock.read_line() == b"" and sock.read(3) == b""
+
+
+def test_resolution_receiver_interface() -> None:
+    """The name lookup receiver provides IResolutionReceiver."""
+    assert verifyObject(IResolutionReceiver, _Resolution(lambda addresses: None))
 
 
 def test_transition_table() -> None:
