@@ -220,3 +220,10 @@ async def test_timeout_cancel_no_late_event() -> None:
     await d
     assert events == ["connect"]
     server.close()
+
+
+def test_error_info_of_gaierror() -> None:
+    """A socket.gaierror maps back to HOST_NOT_FOUND with its EAI code."""
+    info = txtcp.error_info(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    assert info.kind is txtcp.ErrorKind.HOST_NOT_FOUND
+    assert (info.errtype, info.errno, info.qt_code) == (socket.gaierror, socket.EAI_NONAME, 2)

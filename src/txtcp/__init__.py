@@ -28,6 +28,8 @@ from .core import (
     stop,
 )
 
+from .tcpsocket import TcpSocket
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "TcpClient",
     "TcpConnection",
     "TcpServer",
+    "TcpSocket",
     "TlsClient",
     "TlsError",
     "TlsServer",

@@ -156,6 +156,8 @@ def _kind_of(exc: BaseException) -> tuple[ErrorKind, int | None]:
         return ErrorKind.HOST_NOT_FOUND, exc.errno
     if isinstance(exc, TlsError):
         return ErrorKind.TLS, None
+    if isinstance(exc, socket.gaierror):
+        return ErrorKind.HOST_NOT_FOUND, exc.errno
     if isinstance(exc, terror.DNSLookupError):
         return ErrorKind.HOST_NOT_FOUND, socket.EAI_NONAME
     if isinstance(exc, (terror.TimeoutError, CancelledError, TimeoutError)):
