@@ -27,7 +27,6 @@ from .core import (
     schedule,
     stop,
 )
-
 from .tcpsocket import TcpSocket
 
 __version__ = "0.1.0"
