@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -21,6 +21,7 @@ from ._endpoints import (
     check_port,
     check_timeout,
     client_endpoint,
+    is_ip_literal,
 )
 from ._errors import error_info
 from ._reactor import _default_reactor
@@ -80,13 +81,18 @@ class TcpClient(EventEmitter):
         port_n = check_port(port)
         limit = check_timeout(timeout)
         bind = _check_bind_address(bind_address)
-        endpoint = HostnameEndpoint(
-            self._reactor,
-            host_s,
-            port_n,
-            timeout=limit if limit else DEFAULT_CONNECT_TIMEOUT,
-            bindAddress=bind,
-        )
+        per_attempt = limit if limit else DEFAULT_CONNECT_TIMEOUT
+        endpoint: Any
+        if is_ip_literal(host_s):
+            # No lookup (and no resolver thread) for an address literal.
+            endpoint_type = TCP6ClientEndpoint if ":" in host_s else TCP4ClientEndpoint
+            endpoint = endpoint_type(
+                self._reactor, host_s, port_n, timeout=per_attempt, bindAddress=bind
+            )
+        else:
+            endpoint = HostnameEndpoint(
+                self._reactor, host_s, port_n, timeout=per_attempt, bindAddress=bind
+            )
         self._connect(endpoint, host_s, limit)
 
     def connect_endpoint(
