@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from _helpers import Collector, connect, listening, reactor, wait_event, wait_for
+from _helpers import Collector, connect, listening, reactor, sleep, wait_event, wait_for
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError as TwistedRefused
 from twisted.internet.error import DNSLookupError
@@ -231,3 +231,28 @@ def test_error_info_of_gaierror() -> None:
     info = txtcp.error_info(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
     assert info.kind is txtcp.ErrorKind.HOST_NOT_FOUND
     assert (info.errtype, info.errno, info.qt_code) == (socket.gaierror, socket.EAI_NONAME, 2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancel_attempt(silent_listener: tuple[str, int]) -> None:
+    """A cancelled attempt gives no event; cancelling an ended attempt does nothing."""
+    client = txtcp.TcpClient()
+    events: list[Any] = []
+    client.on("connect", events.append)
+    client.on("connect_error", lambda *a: events.append(a))
+    attempt = client.connect(*silent_listener, timeout=0.3)
+    assert not attempt.done
+    attempt.cancel()
+    assert attempt.done
+    named = client.connect("no-such-host.invalid", 80)
+    named.cancel()
+    await sleep(0.5)
+    assert events == []
+    server = await listening(txtcp.TcpServer("127.0.0.1", 0))
+    ok = client.connect("127.0.0.1", server.port or 0)
+    await wait_for(lambda: events)
+    assert ok.done
+    ok.cancel()
+    assert isinstance(events[0], txtcp.TcpConnection)
+    events[0].close()
+    server.close()

@@ -449,3 +449,27 @@ async def test_no_fd_leak() -> None:
     server.close()
     await stopped
     assert await fds_back_to(baseline) <= baseline
+
+
+@pytest.mark.parametrize("how", ["close", "abort", "peer", "shutdown"])
+@pytest_twisted.ensureDeferred
+async def test_addresses_known_after_close(how: str) -> None:
+    """local_address and remote_address still answer after the connection closed."""
+    server, c, s = await pair()
+    cli, srv = Collector(c), Collector(s)
+    if how == "close":
+        c.close()
+    elif how == "abort":
+        c.abort()
+    elif how == "peer":
+        s.close()
+    else:
+        s.allow_half_open = True
+        c.shutdown()
+        await wait_for(lambda: "end" in srv.events)
+        s.close()
+    await cli.wait_closed()
+    await srv.wait_closed()
+    assert c.local_address == s.remote_address
+    assert c.remote_address == s.local_address == ("127.0.0.1", server.port)
+    server.close()

@@ -28,6 +28,34 @@ from ._reactor import _default_reactor
 from ._tls import TrustRoot, client_options, load_trust_root
 
 
+class ConnectAttempt:
+    """
+    A connection attempt, as returned by L{TcpClient.connect}:
+    L{cancel} gives it up.
+    """
+
+    __slots__ = ("_cancelled", "_deferred")
+
+    def __init__(self, deferred: Deferred[Any]) -> None:
+        self._deferred = deferred
+        self._cancelled = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the attempt has ended (connected, failed or cancelled)."""
+        return self._cancelled or self._deferred.called
+
+    def cancel(self) -> None:
+        """
+        Give the attempt up: no event follows, and the lookup or connection
+        under way is dropped.  Does nothing once the attempt has ended.
+        """
+        if self.done:
+            return
+        self._cancelled = True
+        self._deferred.cancel()
+
+
 class TcpClient(EventEmitter):
     """
     Makes outgoing connections.
@@ -43,7 +71,8 @@ class TcpClient(EventEmitter):
         C{connect_error} for layers that need more than an errno.
 
     Each call to L{connect} gives exactly one C{connect}, or one
-    C{connect_error} followed by one C{connect_failure}.
+    C{connect_error} followed by one C{connect_failure}, unless the
+    L{ConnectAttempt} it returns is cancelled.
     """
 
     __slots__ = ("_reactor",)
@@ -65,7 +94,7 @@ class TcpClient(EventEmitter):
         timeout: float | None = None,
         *,
         bind_address: tuple[str, int] | None = None,
-    ) -> None:
+    ) -> ConnectAttempt:
         """
         Connect to C{port} on C{host} (a name, an IPv4 or an IPv6 literal).
 
@@ -93,11 +122,11 @@ class TcpClient(EventEmitter):
             endpoint = HostnameEndpoint(
                 self._reactor, host_s, port_n, timeout=per_attempt, bindAddress=bind
             )
-        self._connect(endpoint, host_s, limit)
+        return self._connect(endpoint, host_s, limit)
 
     def connect_endpoint(
         self, endpoint: Any, timeout: float | None = None, *, hostname: str | None = None
-    ) -> None:
+    ) -> ConnectAttempt:
         """
         Connect through a Twisted client endpoint, or an endpoint description
         string (C{tcp:host=H:port=P}, C{tls:H:P}, C{unix:path=P}, ...).
@@ -112,12 +141,12 @@ class TcpClient(EventEmitter):
         if hostname is not None:
             hostname = check_host(hostname, "hostname")
         ep, host = client_endpoint(self._reactor, endpoint)
-        self._connect(ep, hostname or host, limit)
+        return self._connect(ep, hostname or host, limit)
 
     def _tls_options(self, hostname: str) -> Any:
         return None
 
-    def _connect(self, endpoint: Any, hostname: str | None, limit: float | None) -> None:
+    def _connect(self, endpoint: Any, hostname: str | None, limit: float | None) -> ConnectAttempt:
         factory = _TcpFactory(
             self._reactor,
             accepted=False,
@@ -126,6 +155,7 @@ class TcpClient(EventEmitter):
         )
         timed_out = []
         d: Deferred[_TcpProtocol] = endpoint.connect(factory)
+        attempt = ConnectAttempt(d)
         timer = None
         if limit is not None:
 
@@ -143,6 +173,8 @@ class TcpClient(EventEmitter):
         def failed(reason: Failure) -> None:
             if timer is not None and timer.active():
                 timer.cancel()
+            if attempt._cancelled:
+                return
             exc: BaseException = reason.value or Exception(str(reason))
             if timed_out:
                 exc = ConnectTimeoutError(string=f"no connection within {limit} seconds")
@@ -152,6 +184,7 @@ class TcpClient(EventEmitter):
 
         d.addCallbacks(connected, failed)
         d.addErrback(lambda f: self._log.failure("Unexpected failure while connecting", f))
+        return attempt
 
 
 class TlsClient(TcpClient):
@@ -179,7 +212,7 @@ class TlsClient(TcpClient):
 
     def connect_endpoint(
         self, endpoint: Any, timeout: float | None = None, *, hostname: str | None = None
-    ) -> None:
+    ) -> ConnectAttempt:
         """
         As L{TcpClient.connect_endpoint}, with TLS on top: the endpoint must
         name its host (a C{tcp:} string does), or C{hostname} must be given.
@@ -190,7 +223,7 @@ class TlsClient(TcpClient):
         ep, host = client_endpoint(self._reactor, endpoint)
         if not (hostname or host):
             raise ValueError("TlsClient.connect_endpoint needs hostname= to verify the server")
-        self._connect(ep, hostname or host, limit)
+        return self._connect(ep, hostname or host, limit)
 
 
 def _check_bind_address(bind_address: object) -> tuple[str, int] | None:

@@ -5,6 +5,7 @@ L{TcpConnection}: one TCP (or TLS, or UNIX) connection, as events.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -38,6 +39,10 @@ from ._tls import (
 )
 
 Address = tuple[str, int]
+
+# Shared pause-reason sets: most connections only ever hold one of these.
+_USER_PAUSED: frozenset[Hashable] = frozenset({None})
+_NOT_PAUSED: frozenset[Hashable] = frozenset()
 
 # Markers queued behind undelivered data: the peer's end of stream, and the
 # loss of the connection.
@@ -91,6 +96,7 @@ class TcpConnection(EventEmitter):
         "__weakref__",
         "_aborted",
         "_accepted",
+        "_addresses",
         "_closed",
         "_closing",
         "_delivering",
@@ -119,7 +125,8 @@ class TcpConnection(EventEmitter):
         self._reactor = reactor
         self._accepted = accepted
         self._peer_name = peer_name
-        self._reasons: set[Hashable] = {None}
+        self._reasons: frozenset[Hashable] = _USER_PAUSED
+        self._addresses: tuple[Address, Address] | None = None
         self._queue: deque[object] | None = None
         self._delivering = False
         self._transport_paused = False
@@ -157,11 +164,8 @@ class TcpConnection(EventEmitter):
         """
         if not isinstance(paused, bool):
             raise TypeError(f"paused must be a bool, not {paused!r}")
-        reasons = self._reasons
-        if paused:
-            reasons.add(reason)
-        else:
-            reasons.discard(reason)
+        reasons = self._reasons | {reason} if paused else self._reasons - {reason}
+        self._reasons = reasons or _NOT_PAUSED
         self._apply_read_state()
         if not reasons and self._queue:
             self._deliver_queued()
@@ -320,6 +324,8 @@ class TcpConnection(EventEmitter):
 
     def stopProducing(self) -> None:
         """The transport is going away; C{close} follows."""
+        with contextlib.suppress(ConnectionClosedError):
+            self._remember_addresses()
 
     # -- closing ---------------------------------------------------------
 
@@ -334,7 +340,7 @@ class TcpConnection(EventEmitter):
         self._closing = True
         if self._finish_queued_loss():
             return
-        self._transport.unregisterProducer()
+        self._forget_transport_producer()
         self._transport.loseConnection()
 
     def abort(self) -> None:
@@ -345,8 +351,13 @@ class TcpConnection(EventEmitter):
         self._closing = True
         if self._finish_queued_loss():
             return
-        self._transport.unregisterProducer()
+        self._forget_transport_producer()
         self._transport.abortConnection()
+
+    def _forget_transport_producer(self) -> None:
+        with contextlib.suppress(ConnectionClosedError):
+            self._remember_addresses()
+        self._transport.unregisterProducer()
 
     def _finish_queued_loss(self) -> bool:
         """Drop undelivered data; if the connection is already gone, finish."""
@@ -376,7 +387,7 @@ class TcpConnection(EventEmitter):
         if lose_write is None:
             raise UnsupportedOperationError(f"{type(self._transport).__name__} cannot half-close")
         self._write_shut = True
-        self._transport.unregisterProducer()
+        self._forget_transport_producer()
         lose_write()
 
     def _write_lost(self) -> None:
@@ -484,14 +495,32 @@ class TcpConnection(EventEmitter):
 
     @property
     def local_address(self) -> Address:
-        """This end's C{(host, port)}."""
-        return _address(self._transport.getHost())
+        """This end's C{(host, port)}; still known after the connection closed."""
+        if self._addresses is None:
+            self._remember_addresses()
+        assert self._addresses is not None
+        return self._addresses[0]
 
     @property
     def remote_address(self) -> Address:
         """The peer's C{(host, port)} (for a PROXY-protocol endpoint, the
-        client's address as the proxy reported it)."""
-        return _address(self._transport.getPeer())
+        client's address as the proxy reported it); still known after the
+        connection closed."""
+        if self._addresses is None:
+            self._remember_addresses()
+        assert self._addresses is not None
+        return self._addresses[1]
+
+    def _remember_addresses(self) -> None:
+        # Called while the socket is still open: by the properties, and on
+        # every path to closing (the socket is gone once close is emitted).
+        if self._addresses is None:
+            try:
+                local = _address(self._transport.getHost())
+                remote = _address(self._transport.getPeer())
+            except Exception as exc:
+                raise ConnectionClosedError("the connection's addresses are unknown") from exc
+            self._addresses = (local, remote)
 
     def fileno(self) -> int:
         """The socket's file descriptor, or -1 once closed."""

@@ -5,7 +5,7 @@ on.  Every other txtcp module imports the core from here.
 
 from __future__ import annotations
 
-from ._client import TcpClient, TlsClient
+from ._client import ConnectAttempt, TcpClient, TlsClient
 from ._connection import Address, TcpConnection, as_bytes
 from ._emitter import EventEmitter, Listener
 from ._endpoints import (
@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "Address",
     "CertificateSource",
+    "ConnectAttempt",
     "ConnectionClosedError",
     "ErrorInfo",
     "ErrorKind",
