@@ -33,15 +33,11 @@ def build_editable(  # type: ignore[no-redef]
     metadata_directory: str | None = None,
 ) -> str:
     """Build the editable wheel, then add the dropin path entry to it."""
-    name = _setuptools.build_editable(
-        wheel_directory, config_settings, metadata_directory
-    )
+    name = _setuptools.build_editable(wheel_directory, config_settings, metadata_directory)
     path = os.path.join(wheel_directory, name)
     pth = (_ROOT + "\n").encode()
     tmp = path + ".tmp"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(
-        tmp, "w", zipfile.ZIP_DEFLATED
-    ) as dst:
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
         for item in src.infolist():
             data = src.read(item.filename)
             if item.filename.endswith(".dist-info/RECORD"):
