@@ -77,6 +77,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="directory for benchmarks.md, benchmarks-results.inc, benchmarks.json and "
         "_static/benchmarks.png [docs/ of the repository; with --quick, none]",
     )
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="FILE",
+        help="measure nothing: write the report again from a benchmarks.json of an earlier run",
+    )
     args = p.parse_args(argv)
     quick = args.quick
     args.rounds = args.rounds or (1 if quick else 3)
@@ -160,6 +166,8 @@ def log(message: str) -> None:
 def main(argv: list[str]) -> int:
     """Run the suite; return the exit status."""
     args = parse(argv)
+    if args.from_json is not None:
+        return replot(args.from_json, args.out)
     raise_fd_limit()
     started = time.monotonic()
     sizes = Sizes(
@@ -234,17 +242,34 @@ def main(argv: list[str]) -> int:
         ),
         "elapsed": f"{elapsed:.0f} s",
     }
+    write(meta, direct, proxies, args.out)
+    return 0
+
+
+def write(
+    meta: dict[str, Any], direct: _report.Table, proxies: _report.Table, out: Path | None
+) -> None:
+    """Print the Markdown report; with C{out}, write every file there too."""
     md = render_markdown(meta, direct, proxies)
     sys.stdout.write(md)
     sys.stdout.flush()
-    if args.out is not None:
-        out: Path = args.out
+    if out is not None:
         (out / "_static").mkdir(parents=True, exist_ok=True)
         (out / "benchmarks.md").write_text(md)
         (out / "benchmarks-results.inc").write_text(render_rst(meta, direct, proxies))
         _report.write_json(out / "benchmarks.json", meta, direct, proxies)
         _report.write_chart(out / "_static" / "benchmarks.png", direct, proxies)
         log(f"wrote {out / 'benchmarks.md'} and {out / '_static' / 'benchmarks.png'}")
+
+
+def replot(path: Path, out: Path | None) -> int:
+    """Write the report again from the raw figures of an earlier run."""
+    import json
+
+    data = json.loads(path.read_text())
+    direct = _report.table_from_json(data["direct"], _report.WORKLOADS)
+    proxies = _report.table_from_json(data["proxy"], _report.PROXY_WORKLOADS)
+    write(data["meta"], direct, proxies, out)
     return 0
 
 

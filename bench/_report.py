@@ -67,6 +67,18 @@ class Table:
         }
 
 
+def table_from_json(data: dict[str, Any], workloads: Sequence[tuple[str, str, str, bool]]) -> Table:
+    """A L{Table} back from what L{Table.to_json} wrote."""
+    table = Table(data["baseline"], [(r["name"], r["label"]) for r in data["rows"]], workloads)
+    table.skipped = dict(data["skipped"])
+    for key, fig in data["figures"].items():
+        row, workload = key.split("/", 1)
+        table.series[(row, workload)] = Series(list(fig["values"]), list(fig["errors"]))
+    keys = {w for _, w in table.series}
+    table.workloads = [w for w in workloads if w[0] in keys]
+    return table
+
+
 def _fmt(x: float) -> str:
     if x >= 100:
         return f"{x:,.0f}"
@@ -181,8 +193,8 @@ def write_chart(path: Path, direct: Table, proxies: Table) -> None:
         ax.axvline(1.0, color="#b03030", linewidth=1)
         better = "higher" if higher else "lower"
         ax.set_title(f"{title}: \u00d7 {versus}\n({better} is better)", fontsize=10)
-        for y, m in zip(ys, meds, strict=False):
-            ax.text(m, y, f" {m:.2f}", va="center", fontsize=7)
+        for y, m, h in zip(ys, meds, highs, strict=False):
+            ax.text(m + h, y, f"  {m:.2f}", va="center", fontsize=7)
     fig.suptitle(
         "txtcp (orange) and its peers: ratios computed round by round; "
         "bar = median, whiskers = min-max",

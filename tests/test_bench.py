@@ -143,6 +143,19 @@ def test_files_written(quick: tuple[subprocess.CompletedProcess[str], Path]) -> 
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
 
+def test_report_again_from_json(
+    quick: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
+    """--from-json writes the same report from the raw figures, measuring nothing."""
+    _, out = quick
+    done = run_bench(["--from-json", str(out / "benchmarks.json"), "--out", str(tmp_path)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "round 1/" not in done.stderr
+    for name in ("benchmarks.md", "benchmarks-results.inc", "benchmarks.json"):
+        assert (tmp_path / name).read_text() == (out / name).read_text()
+    assert (tmp_path / "_static" / "benchmarks.png").exists()
+
+
 def test_quick_writes_nothing_by_default() -> None:
     """Without --out, the quick mode leaves the docs alone (checked through --help)."""
     done = run_bench(["--help"])
