@@ -496,8 +496,7 @@ class TcpConnection(EventEmitter):
     @property
     def local_address(self) -> Address:
         """This end's C{(host, port)}; still known after the connection closed."""
-        if self._addresses is None:
-            self._remember_addresses()
+        self._remember_addresses()
         assert self._addresses is not None
         return self._addresses[0]
 
@@ -506,21 +505,25 @@ class TcpConnection(EventEmitter):
         """The peer's C{(host, port)} (for a PROXY-protocol endpoint, the
         client's address as the proxy reported it); still known after the
         connection closed."""
-        if self._addresses is None:
-            self._remember_addresses()
+        self._remember_addresses()
         assert self._addresses is not None
         return self._addresses[1]
 
     def _remember_addresses(self) -> None:
         # Called while the socket is still open: by the properties, and on
         # every path to closing (the socket is gone once close is emitted).
-        if self._addresses is None:
-            try:
-                local = _address(self._transport.getHost())
-                remote = _address(self._transport.getPeer())
-            except Exception as exc:
-                raise ConnectionClosedError("the connection's addresses are unknown") from exc
-            self._addresses = (local, remote)
+        # While the connection is open the addresses are read afresh: behind
+        # a PROXY-protocol endpoint they change once the header is read.
+        if self._addresses is not None and self._closed:
+            return
+        try:
+            local = _address(self._transport.getHost())
+            remote = _address(self._transport.getPeer())
+        except Exception as exc:
+            if self._addresses is not None:
+                return
+            raise ConnectionClosedError("the connection's addresses are unknown") from exc
+        self._addresses = (local, remote)
 
     def fileno(self) -> int:
         """The socket's file descriptor, or -1 once closed."""

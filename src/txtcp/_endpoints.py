@@ -17,6 +17,9 @@ from twisted.internet.endpoints import (
     serverFromString,
 )
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
+from twisted.logger import Logger
+
+_log = Logger()
 
 #: Per-attempt connect timeout when none is given, in seconds (Twisted's).
 DEFAULT_CONNECT_TIMEOUT = 30.0
@@ -109,6 +112,8 @@ def client_endpoint(reactor: Any, description: object) -> tuple[Any, str | None]
     string.  C{tcp:} strings give a C{HostnameEndpoint} (IPv4 and IPv6,
     names resolved without blocking); other strings go to Twisted's
     C{clientFromString} (C{tls:} verifies the server; C{unix:}; plugins).
+    An C{ssl:} string does not verify the server's host name: a warning
+    is logged when one is parsed.
 
     @return: the endpoint, and the host name it connects to when the
         description string names one.
@@ -149,9 +154,19 @@ def client_endpoint(reactor: Any, description: object) -> tuple[Any, str | None]
         return endpoint, host
     host = kwargs.get("host") or (args[1] if len(args) > 1 else None)
     try:
-        return clientFromString(reactor, description), host
+        endpoint = clientFromString(reactor, description)
     except Exception as exc:
         raise ValueError(f"cannot parse client endpoint {description!r}: {exc}") from exc
+    if args[0] == "ssl":
+        # Twisted's ssl: client endpoint never checks the host name, and
+        # without caCertsDir it checks no certificate at all.
+        _log.warn(
+            "TLS to {host} without host name verification ({description!r}): the server "
+            "is not authenticated; use tls:host=HOST:port=PORT to verify it",
+            host=host,
+            description=description,
+        )
+    return endpoint, host
 
 
 def server_endpoint(reactor: Any, description: object) -> Any:
@@ -159,7 +174,8 @@ def server_endpoint(reactor: Any, description: object) -> Any:
     A server endpoint from an C{IStreamServerEndpoint} or a description string
     (C{tcp:}, C{tcp6:}, C{ssl:}, C{unix:}, C{haproxy:}, C{systemd:}, ...).
 
-    @raise ValueError: the string cannot be parsed.
+    @raise ValueError: the string cannot be parsed, or its port (C{tcp:},
+        C{tcp6:}, C{ssl:}, also behind C{haproxy:}) is outside 0..65535.
     @raise TypeError: C{description} is neither.
     """
     if IStreamServerEndpoint.providedBy(description):
@@ -170,6 +186,16 @@ def server_endpoint(reactor: Any, description: object) -> Any:
             f"not {description!r}"
         )
     try:
-        return serverFromString(reactor, description)
+        endpoint = serverFromString(reactor, description)
     except Exception as exc:
         raise ValueError(f"cannot parse server endpoint {description!r}: {exc}") from exc
+    # Twisted takes any integer as a port; listening would fail only later.
+    inner = description[len("haproxy:") :] if description.startswith("haproxy:") else description
+    args, kwargs = _split(inner)
+    if args[0] in ("tcp", "tcp6", "ssl"):
+        port = kwargs.get("port") or (args[1] if len(args) > 1 else None)
+        try:
+            check_port(port)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"cannot parse server endpoint {description!r}: {exc}") from exc
+    return endpoint

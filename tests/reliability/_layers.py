@@ -1,6 +1,7 @@
 """
 One client per API layer, each run to the end against a host and port and
-reduced to the same shape: whether it connected, the bytes it read, and the
+reduced to the same shape (TLS is used when a C{trust_root} is given, or
+C{tls=True}): whether it connected, the bytes it read, and the
 failure in the layer's own terms (an L{ErrorKind} for the core and the
 components, an exception type for streams, a libuv code for handles, a
 L{SocketError} for tcpsocket; C{None} for a clean end).
@@ -38,10 +39,16 @@ def _timed(d: Deferred[Any], timeout: float) -> Deferred[Any]:
 
 
 async def core(
-    host: str, port: int, *, trust_root: str | None = None, timeout: float | None = None
+    host: str,
+    port: int,
+    *,
+    trust_root: str | None = None,
+    timeout: float | None = None,
+    tls: bool | None = None,
 ) -> Outcome:
-    """The core: C{TcpClient} (or C{TlsClient} with C{trust_root}) and its connection."""
-    client = txtcp.TlsClient(trust_root=trust_root) if trust_root else txtcp.TcpClient()
+    """The core: C{TcpClient} (or C{TlsClient} with C{trust_root} or C{tls}) and its connection."""
+    tls = trust_root is not None if tls is None else tls
+    client = txtcp.TlsClient(trust_root=trust_root) if tls else txtcp.TcpClient()
     d: Deferred[Any] = Deferred()
     client.once("connect", lambda c: d.callback(c))
     client.once("connect_failure", lambda info: d.callback(info))
@@ -56,15 +63,21 @@ async def core(
 
 
 async def stream(
-    host: str, port: int, *, trust_root: str | None = None, timeout: float | None = None
+    host: str,
+    port: int,
+    *,
+    trust_root: str | None = None,
+    timeout: float | None = None,
+    tls: bool | None = None,
 ) -> Outcome:
     """Streams: C{streams.connect}, then C{read} until it raises."""
+    tls = trust_root is not None if tls is None else tls
     try:
         conn = await _timed(
             Deferred.fromCoroutine(
                 streams.connect(
                     streams.Address(host, port),
-                    tls=trust_root is not None,
+                    tls=tls,
                     trust_root=trust_root,
                     timeout=timeout,
                 )
@@ -114,7 +127,12 @@ async def handle(host: str, port: int, **_: Any) -> Outcome:
 
 
 async def socket_(
-    host: str, port: int, *, trust_root: str | None = None, timeout: float | None = None
+    host: str,
+    port: int,
+    *,
+    trust_root: str | None = None,
+    timeout: float | None = None,
+    tls: bool | None = None,
 ) -> Outcome:
     """tcpsocket: C{TcpSocket.connect}, read in C{ready_read}, until UNCONNECTED."""
     sock = tcpsocket.TcpSocket()
@@ -131,7 +149,8 @@ async def socket_(
             reactor.callLater(0, done.callback, None)
 
     sock.state_changed_handler = state
-    sock.connect(host, port, tls=trust_root is not None, trust_root=trust_root, timeout=timeout)
+    tls = trust_root is not None if tls is None else tls
+    sock.connect(host, port, tls=tls, trust_root=trust_root, timeout=timeout)
     await _timed(done, 60)
     data += sock.read_all()
     # As in Qt, a clean remote close is reported as REMOTE_HOST_CLOSED too.
@@ -140,7 +159,12 @@ async def socket_(
 
 
 async def component(
-    host: str, port: int, *, trust_root: str | None = None, timeout: float | None = None
+    host: str,
+    port: int,
+    *,
+    trust_root: str | None = None,
+    timeout: float | None = None,
+    tls: bool | None = None,
 ) -> Outcome:
     """Components: a C{TCPClient} (C{makessl} first with C{trust_root}) and its signal."""
     client = components.TCPClient(
@@ -149,7 +173,7 @@ async def component(
     sink = components.Component()
     client.link((client, "outbox"), (sink, "inbox"))
     client.link((client, "signal"), (sink, "control"))
-    if trust_root is not None:
+    if trust_root is not None if tls is None else tls:
         client.inboxes["makessl"].put(True)
     client.activate()
     await _timed(client.when_finished(), 60)

@@ -8,6 +8,7 @@ inside an application with L{echo_service}.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -135,6 +136,10 @@ class _EchoSession:
             self._how = f"error: {error_cause(exc)}"
 
     def _closed(self) -> None:
+        # Behind a haproxy: endpoint the client's address comes from the
+        # PROXY header, which is read after the connection was accepted.
+        with contextlib.suppress(Exception):
+            self._client = format_address(self._conn.remote_address)
         self._log.info(
             "tcp-echo connection from {client} ended: {bytes} bytes echoed, "
             "{duration:.3f} s, {how}",

@@ -425,6 +425,11 @@ class _ProxySession:
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         self._idle_call = None
+        # Behind a haproxy: endpoint the client's address comes from the
+        # PROXY header, which is read after the connection was accepted.
+        label = _remote(self._client)
+        if label != "?":
+            self._client_label = label
         self._log.info(
             _END_FORMAT,
             client=self._client_label,
