@@ -23,7 +23,7 @@ import pytest_twisted
 from _helpers import Collector, connect, listening, sleep, wait_for
 from _layers import EXPECTED, LAYERS, TLS_LAYERS, serve_echo_once
 from _rel import MiB, fd_count, fds_settle, record, status_kib
-from _twistd import run_twistd, start
+from _twistd import start
 from test_faults import tls_server
 from twisted.internet.endpoints import HostnameEndpoint, serverFromString, wrapClientTLS
 from twisted.internet.threads import deferToThread
@@ -447,20 +447,3 @@ async def echo_still_works(port: int) -> None:
     await wait_for(lambda: got.data == b"ok")
     conn.close()
     await got.wait_closed()
-
-
-def test_bad_twistd_options_print_usage_without_traceback() -> None:
-    """Bad limits on the command line are usage errors: non-zero exit, no traceback."""
-    for args in (
-        ["tcp-proxy", "--connect", "tcp:host=h:port=1", "--max-connections", "many"],
-        ["tcp-proxy", "--connect", "tcp:host=h:port=1", "--max-connections", "-3"],
-        ["tcp-proxy", "--connect", "tcp:host=h:port=1", "--idle-timeout", "nan"],
-        ["tcp-proxy", "--connect", "tcp:host=h:port=1", "--connect-timeout", "0"],
-        ["tcp-echo", "--listen", "tcp:99999"],
-        ["tcp-echo", "--no-such-option"],
-    ):
-        result = run_twistd("--pidfile=", "-n", *args)
-        out = result.stdout + result.stderr
-        assert result.returncode != 0, (args, out)
-        assert "Usage:" in out or "usage" in out.lower(), (args, out)
-        assert "Traceback" not in out, (args, out)
