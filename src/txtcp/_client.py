@@ -8,12 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._connection import _TcpFactory, _TcpProtocol
+from ._connection import TcpConnection, _TcpFactory, _TcpProtocol
 from ._emitter import EventEmitter
 from ._endpoints import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -113,11 +113,7 @@ class TcpClient(EventEmitter):
         per_attempt = limit if limit else DEFAULT_CONNECT_TIMEOUT
         endpoint: Any
         if is_ip_literal(host_s):
-            # No lookup (and no resolver thread) for an address literal.
-            endpoint_type = TCP6ClientEndpoint if ":" in host_s else TCP4ClientEndpoint
-            endpoint = endpoint_type(
-                self._reactor, host_s, port_n, timeout=per_attempt, bindAddress=bind
-            )
+            endpoint = _AddressEndpoint(self._reactor, host_s, port_n, per_attempt, bind)
         else:
             endpoint = HostnameEndpoint(
                 self._reactor, host_s, port_n, timeout=per_attempt, bindAddress=bind
@@ -154,7 +150,7 @@ class TcpClient(EventEmitter):
             tls_options=self._tls_options(hostname) if hostname is not None else None,
         )
         timed_out = []
-        d: Deferred[_TcpProtocol] = endpoint.connect(factory)
+        d: Deferred[_TcpProtocol | TcpConnection] = endpoint.connect(factory)
         attempt = ConnectAttempt(d)
         timer = None
         if limit is not None:
@@ -165,10 +161,11 @@ class TcpClient(EventEmitter):
 
             timer = self._reactor.callLater(limit, expire)
 
-        def connected(protocol: _TcpProtocol) -> None:
+        def connected(result: _TcpProtocol | TcpConnection) -> None:
             if timer is not None and timer.active():
                 timer.cancel()
-            self._emit("connect", protocol.connection)
+            conn = result if isinstance(result, TcpConnection) else result.connection
+            self._emit("connect", conn)
 
         def failed(reason: Failure) -> None:
             if timer is not None and timer.active():
@@ -185,6 +182,43 @@ class TcpClient(EventEmitter):
         d.addCallbacks(connected, failed)
         d.addErrback(lambda f: self._log.failure("Unexpected failure while connecting", f))
         return attempt
+
+
+class _AddressEndpoint:
+    """
+    Connects to an address literal with C{connectTCP}: no lookup, no resolver
+    thread and no endpoint wrapper.  Its Deferred fires with the connection.
+    """
+
+    __slots__ = ("_bind", "_host", "_port", "_reactor", "_timeout")
+
+    def __init__(
+        self, reactor: Any, host: str, port: int, timeout: float, bind: tuple[str, int] | None
+    ) -> None:
+        self._reactor = reactor
+        self._host = host
+        self._port = port
+        self._timeout = timeout
+        self._bind = bind
+
+    def connect(self, factory: _TcpFactory) -> Deferred[TcpConnection]:
+        connector: Any = None
+
+        def cancel(d: Deferred[TcpConnection]) -> None:
+            connector.stopConnecting()
+
+        d: Deferred[TcpConnection] = Deferred(cancel)
+
+        def failed(reason: Failure) -> None:
+            if not d.called:
+                d.errback(reason)
+
+        factory.on_connection = d.callback
+        factory.on_failure = failed
+        connector = self._reactor.connectTCP(
+            self._host, self._port, factory, timeout=self._timeout, bindAddress=self._bind
+        )
+        return d
 
 
 class TlsClient(TcpClient):
