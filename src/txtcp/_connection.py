@@ -111,6 +111,7 @@ class TcpConnection(EventEmitter):
         "_reactor",
         "_read_eof",
         "_reasons",
+        "_relay",
         "_tls",
         "_transport",
         "_transport_paused",
@@ -147,6 +148,9 @@ class TcpConnection(EventEmitter):
         # A plain TCP transport whose buffer is empty can take a write on the
         # spot, a reactor turn sooner (see write()).
         self._direct = None if self._tls else _direct_socket(transport)
+        # The relay (see _relay.py) moving this socket's bytes in the kernel,
+        # if any: it hands the socket back before anything else acts on it.
+        self._relay: Any = None
         #: When C{True}, the connection stays open for writing after the
         #: peer ends its stream, until L{close}.  Set it before unpausing.
         self.allow_half_open = False
@@ -167,6 +171,8 @@ class TcpConnection(EventEmitter):
         """
         if not isinstance(paused, bool):
             raise TypeError(f"paused must be a bool, not {paused!r}")
+        if self._relay is not None:
+            self._relay._leave_splice()
         reasons = self._reasons | {reason} if paused else self._reasons - {reason}
         self._reasons = reasons or _NOT_PAUSED
         self._apply_read_state()
@@ -251,6 +257,8 @@ class TcpConnection(EventEmitter):
         """
         if type(data) is not bytes:
             data = as_bytes(data)
+        if self._relay is not None:
+            self._relay._leave_splice()
         if self._closing or self._write_shut or self._closed:
             raise ConnectionClosedError(self._write_state())
         if not data:
@@ -287,6 +295,8 @@ class TcpConnection(EventEmitter):
         @raise UnsupportedOperationError: the connection uses TLS.
         """
         data = as_bytes(data)
+        if self._relay is not None:
+            self._relay._leave_splice()
         if self._closing or self._write_shut or self._closed:
             raise ConnectionClosedError(self._write_state())
         if self._tls:
@@ -340,6 +350,8 @@ class TcpConnection(EventEmitter):
         """
         if self._closed or self._closing:
             return
+        if self._relay is not None:
+            self._relay._leave_splice()
         self._closing = True
         if self._finish_queued_loss():
             return
@@ -350,6 +362,8 @@ class TcpConnection(EventEmitter):
         """Close now, dropping whatever is still buffered for sending."""
         if self._closed or self._aborted:
             return
+        if self._relay is not None:
+            self._relay._leave_splice()
         self._aborted = True
         self._closing = True
         if self._finish_queued_loss():
@@ -382,6 +396,8 @@ class TcpConnection(EventEmitter):
         """
         if self._closed or self._closing:
             raise ConnectionClosedError("cannot shut down: the connection is closed")
+        if self._relay is not None:
+            self._relay._leave_splice()
         if self._write_shut:
             return
         if self._tls:
@@ -453,6 +469,8 @@ class TcpConnection(EventEmitter):
         """
         if self._closed or self._closing:
             raise ConnectionClosedError("cannot start TLS: the connection is closed")
+        if self._relay is not None:
+            self._relay._leave_splice()
         if self._tls:
             raise TxtcpError("the connection already uses TLS")
         if not ITLSTransport.providedBy(self._transport):

@@ -28,6 +28,7 @@ from ._errors import (
 )
 from ._loop import ScheduledCall, run, schedule, stop
 from ._reactor import _default_reactor as default_reactor
+from ._relay import Relay, relay
 from ._server import TcpServer, TlsServer, adopt_connection
 from ._tls import CertificateSource, KeySource, TrustRoot, client_options, load_trust_root
 
@@ -43,6 +44,7 @@ __all__ = [
     "HostNotFoundError",
     "KeySource",
     "Listener",
+    "Relay",
     "ScheduledCall",
     "TcpClient",
     "TcpConnection",
@@ -63,6 +65,7 @@ __all__ = [
     "default_reactor",
     "error_info",
     "load_trust_root",
+    "relay",
     "run",
     "schedule",
     "server_endpoint",

@@ -19,12 +19,13 @@ from twisted.python import usage
 
 from txtcp.core import (
     Address,
+    Relay,
     TcpClient,
     TcpConnection,
-    TxtcpError,
     check_timeout,
     client_endpoint,
     default_reactor,
+    relay,
 )
 
 from ._common import (
@@ -53,10 +54,6 @@ __all__ = [
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 #: Seconds allowed for the upstream connection when none is given.
 DEFAULT_CONNECT_TIMEOUT = 30.0
-
-# The pause reason the proxy uses on a connection whose peer's write
-# buffer is full; it never undoes another reason.
-_PROXY = "proxy"
 
 
 class Options(ListenOptions):
@@ -236,13 +233,14 @@ class ProxyService(ConnectionsService):
     """
     Relays each accepted connection to the upstream endpoint.
 
-    Per pair, in both directions: data is written to the other side; when
-    the other side's write buffer is full, reading pauses until it has
-    drained, so the proxy holds at most about 128 KiB per direction (the
-    transport's 64 KiB write buffer threshold plus one 64 KiB read), plus
-    the kernel's socket buffers.  An end of stream half-closes the other
-    side (a TLS side cannot half-close: it is closed after flushing); a
-    close closes the other side after flushing.
+    Each pair is a L{txtcp.core.relay}: in both directions, bytes go to the
+    other side with flow control (between plain TCP connections on Linux
+    they move in the kernel through a pipe of at most 256 KiB; otherwise
+    the proxy holds at most about 128 KiB per direction, the transport's
+    64 KiB write buffer threshold plus one 64 KiB read), plus the kernel's
+    socket buffers.  An end of stream half-closes the other side (a TLS
+    side cannot half-close: it is closed after flushing); a close closes
+    the other side after flushing.
 
     The client is kept paused until the upstream connection is made, so
     its early data is neither lost nor reordered.  If connecting upstream
@@ -320,10 +318,8 @@ class _ProxySession:
         self._upstream: TcpConnection | None = None
         self._client_label = _remote(client)
         self._upstream_label = service.upstream
-        self._bytes_up = 0
-        self._bytes_down = 0
+        self._relay: Relay | None = None
         self._started = self._reactor.seconds()
-        self._last = self._started
         self._how: str | None = None
         self._client_closed = False
         self._connecting = True
@@ -371,26 +367,11 @@ class _ProxySession:
             return
         if self._service.send_proxy_header:
             upstream.write(proxy_header_v1(client.remote_address, client.local_address))
-        self._wire(client, upstream, up=True)
-        self._wire(upstream, client, up=False)
+        # Nothing per chunk here: the relay counts the bytes and notes the
+        # time of the last activity, which the idle check reads.
+        self._relay = relay(client, upstream)
         if self._service.idle_timeout is not None:
             self._idle_call = self._reactor.callLater(self._service.idle_timeout, self._idle)
-        client.pause(False)
-        upstream.pause(False)
-
-    def _wire(self, src: TcpConnection, dst: TcpConnection, *, up: bool) -> None:
-        def data(chunk: bytes) -> None:
-            if up:
-                self._bytes_up += len(chunk)
-            else:
-                self._bytes_down += len(chunk)
-            self._last = self._reactor.seconds()
-            dst.write(chunk)
-
-        src.on("data", data)
-        dst.on("pause", lambda paused: src.pause(paused, reason=_PROXY))
-        src.on("end", lambda: _half_close(dst))
-        src.on("close", dst.close)
 
     # -- ending ------------------------------------------------------------
 
@@ -399,7 +380,8 @@ class _ProxySession:
         timeout = self._service.idle_timeout
         if timeout is None or self._finished:
             return
-        quiet = self._reactor.seconds() - self._last
+        last = self._relay.last_activity if self._relay is not None else self._started
+        quiet = self._reactor.seconds() - last
         if quiet < timeout:
             self._idle_call = self._reactor.callLater(timeout - quiet, self._idle)
             return
@@ -434,8 +416,8 @@ class _ProxySession:
             _END_FORMAT,
             client=self._client_label,
             upstream=self._upstream_label,
-            bytes_up=self._bytes_up,
-            bytes_down=self._bytes_down,
+            bytes_up=self._relay.bytes_a_to_b if self._relay is not None else 0,
+            bytes_down=self._relay.bytes_b_to_a if self._relay is not None else 0,
             duration=self._reactor.seconds() - self._started,
             how=self._how or "closed",
         )
@@ -461,16 +443,3 @@ class _ProxySession:
         self._client.abort()
         if self._upstream is not None:
             self._upstream.abort()
-
-
-def _half_close(conn: TcpConnection) -> None:
-    """End C{conn}'s write side, or close it if it cannot half-close."""
-    if conn.closed:
-        return
-    if conn.tls:
-        conn.close()
-        return
-    try:
-        conn.shutdown()
-    except TxtcpError:
-        conn.close()
