@@ -359,3 +359,24 @@ async def test_bad_arguments() -> None:
     setup.upstream.close()
     await wait_for(lambda: a.closed and b.closed)
     setup.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_finished_relay_is_freed() -> None:
+    """Once both connections are closed, nothing keeps the relay alive."""
+    import gc
+    import weakref
+
+    setup = Setup()
+    await setup.start(True)
+    ref: weakref.ref[Relay] = weakref.ref(setup.relay)
+    ends = [setup.relay.a, setup.relay.b]
+    setup.client.close()
+    setup.upstream.close()
+    await wait_for(lambda: all(conn.closed for conn in ends))
+    setup.close()
+    ends.clear()
+    del setup
+    await sleep(0.05)
+    gc.collect()
+    assert ref() is None

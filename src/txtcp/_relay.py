@@ -49,7 +49,8 @@ _POOL_MAX = 4
 _FULL: Hashable = "relay"
 _SPLICING: Hashable = "relay: zero-copy"
 
-_relays: weakref.WeakKeyDictionary[TcpConnection, Relay] = weakref.WeakKeyDictionary()
+# Connections in a relay (weakly: a relay and its connections go together).
+_relayed: weakref.WeakSet[TcpConnection] = weakref.WeakSet()
 
 
 class _PipePool:
@@ -174,6 +175,7 @@ class Relay:
     """
 
     __slots__ = (
+        "__weakref__",
         "_ab",
         "_ba",
         "_may_splice",
@@ -423,14 +425,15 @@ def relay(a: TcpConnection, b: TcpConnection, *, zero_copy: bool = True) -> Rela
             raise TypeError(f"{name} must be a TcpConnection, not {conn!r}")
         if conn._closed or conn._closing:
             raise ConnectionClosedError(f"cannot relay {name}: the connection is closed")
-        if conn in _relays:
+        if conn in _relayed:
             raise ValueError(f"{name} is already relayed: {conn!r}")
     if a is b:
         raise ValueError(f"cannot relay a connection to itself: {a!r}")
     if not isinstance(zero_copy, bool):
         raise TypeError(f"zero_copy must be a bool, not {zero_copy!r}")
     pair = Relay(a, b, a._reactor, zero_copy)
-    _relays[a] = _relays[b] = pair
+    _relayed.add(a)
+    _relayed.add(b)
     a.allow_half_open = b.allow_half_open = True
     pair._wire(pair._ab)
     pair._wire(pair._ba)
