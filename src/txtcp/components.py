@@ -73,44 +73,41 @@ BoxRef = tuple["Component", str]
 # -- messages -------------------------------------------------------------
 
 
-class producerFinished:  # noqa: N801 - Kamaelia's name
+class _Notice:
+    """A control message with its sender and an optional detail.
+
+    @ivar caller: the component that sent it, or C{None}.
+    @ivar message: an optional detail.
+    """
+
+    __slots__ = ("caller", "message")
+
+    def __init__(self, caller: object = None, message: object = None) -> None:
+        self.caller = caller
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} from {type(self.caller).__name__}>"
+
+
+class producerFinished(_Notice):  # noqa: N801 - Kamaelia's name
     """
     Sent on C{signal} when a component has finished normally (its input
     ended, or its connection was closed cleanly); sent to C{control} to ask
     a component to finish once it has handled what it was given.
-
-    @ivar caller: the component that sent it, or C{None}.
-    @ivar message: an optional detail.
     """
 
-    __slots__ = ("caller", "message")
-
-    def __init__(self, caller: object = None, message: object = None) -> None:
-        self.caller = caller
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} from {type(self.caller).__name__}>"
+    __slots__ = ()
 
 
-class shutdownMicroprocess:  # noqa: N801 - Kamaelia's name
+class shutdownMicroprocess(_Notice):  # noqa: N801 - Kamaelia's name
     """
     Sent to C{control} to stop a component at once (a L{TCPClient} drops
     what it has not sent); sent on C{signal} when a component ended for any
     reason but a normal end.
-
-    @ivar caller: the component that sent it, or C{None}.
-    @ivar message: an optional detail.
     """
 
-    __slots__ = ("caller", "message")
-
-    def __init__(self, caller: object = None, message: object = None) -> None:
-        self.caller = caller
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} from {type(self.caller).__name__}>"
+    __slots__ = ()
 
 
 class errorInformation:  # noqa: N801 - Kamaelia's name
