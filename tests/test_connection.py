@@ -3,9 +3,11 @@ half-close, abort, bad input, listener exceptions, file descriptors."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import socket
+import weakref
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from _helpers import (
     listening,
     open_fds,
     pair,
+    sha256,
     sleep,
     wait_event,
     wait_for,
@@ -472,4 +475,122 @@ async def test_addresses_known_after_close(how: str) -> None:
     await srv.wait_closed()
     assert c.local_address == s.remote_address
     assert c.remote_address == s.local_address == ("127.0.0.1", server.port)
+    server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_closed_connections_need_no_garbage_collector() -> None:
+    """After close, both ends are freed by reference counting alone: listeners are
+    dropped, and the connect attempt leaves no reference cycle behind."""
+    server = await listening(txtcp.TcpServer("127.0.0.1", 0))
+    refs: list[weakref.ref[txtcp.TcpConnection]] = []
+    closed: list[str] = []
+    seen: list[int] = []
+
+    def accepted(conn: txtcp.TcpConnection) -> None:
+        refs.append(weakref.ref(conn))
+        conn.on("data", conn.write)  # a cycle: the bound method holds the connection
+        conn.on("close", lambda: closed.append("server"))
+        conn.pause(False)
+
+    def connected(conn: txtcp.TcpConnection) -> None:
+        refs.append(weakref.ref(conn))
+
+        def on_data(data: bytes) -> None:  # a cycle through the closure
+            seen.append(len(conn.listeners("data")))
+            conn.close()
+
+        conn.on("data", on_data)
+        conn.on("close", lambda: closed.append("client"))
+        conn.pause(False)
+        conn.write(b"ping")
+
+    server.on("connect", accepted)
+    client = txtcp.TcpClient()
+    client.on("connect", connected)
+    gc.collect()
+    gc.disable()
+    try:
+        client.connect("127.0.0.1", server.port or 0)
+        await wait_for(lambda: len(closed) == 2)
+        await sleep(0.05)
+        assert seen == [1]
+        assert len(refs) == 2
+        assert [ref() for ref in refs] == [None, None]
+    finally:
+        gc.enable()
+    server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_listeners_forgotten_after_close() -> None:
+    """Once close is emitted the connection holds no listeners (nothing more is emitted)."""
+    server, c, s = await pair()
+    cli = Collector(c)
+    Collector(s)
+    assert c.listeners("data") and c.listeners("close")
+    c.close()
+    await cli.wait_closed()  # resumes inside the close listener
+    await sleep(0)
+    assert (c.listeners("data"), c.listeners("close"), c.listeners("end")) == ([], [], [])
+    server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_allow_half_open_attribute() -> None:
+    """allow_half_open is False at first and reads back as the bool that was set."""
+    server, c, s = await pair()
+    assert c.allow_half_open is False and s.allow_half_open is False
+    c.allow_half_open = True
+    assert c.allow_half_open is True and s.allow_half_open is False
+    c.allow_half_open = False
+    assert c.allow_half_open is False
+    c.close()
+    s.close()
+    server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_end_with_output_buffered_flushes_before_closing() -> None:
+    """A peer's end of stream closes the connection only after its buffered output is sent."""
+    payload = os.urandom(8 * 1024 * 1024)
+    server, c, s = await pair()
+    before = open_fds()
+    srv = Collector(s, unpause=False)
+    c.allow_half_open = True
+    cli = Collector(c)
+    c.shutdown()  # the end of stream reaches s while its 8 MiB are still buffered
+    s.write(payload)
+    assert s.write_queue_size > 0
+    s.pause(False)
+    await cli.wait_closed()
+    await srv.wait_closed()
+    assert sha256(cli.data) == sha256(payload)
+    assert cli.events == ["data", "end", "close"]
+    assert srv.events == ["end", "close"]
+    assert await fds_back_to(before - 2) <= before - 2
+    server.close()
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+async def test_end_with_nothing_buffered_closes(host: str) -> None:
+    """With nothing to send, the end of stream closes at once: end then close, then the
+    addresses are still known and the sockets are gone."""
+    server, c, s = await pair(host)
+    before = open_fds()
+    local, remote = s.local_address, s.remote_address
+    srv = Collector(s)
+    c.allow_half_open = True
+    cli = Collector(c)
+    c.write(b"last")
+    await wait_for(lambda: srv.data == b"last")
+    c.shutdown()
+    await srv.wait_closed()
+    await cli.wait_closed()
+    assert srv.events == ["data", "end", "close"]
+    assert cli.events == ["end", "close"]
+    assert (s.local_address, s.remote_address) == (local, remote)
+    assert c.local_address == s.remote_address
+    assert await fds_back_to(before - 2) <= before - 2
     server.close()

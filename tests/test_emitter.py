@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from twisted.logger import LogEvent, globalLogPublisher
 
@@ -114,3 +116,59 @@ def test_bad_arguments(call: object) -> None:
     """Non-str event names and non-callable listeners raise TypeError."""
     with pytest.raises(TypeError):
         call(EventEmitter())  # type: ignore[operator]
+
+
+def test_many_events_keep_their_listeners_apart() -> None:
+    """Listeners of several events (one or many each, on and once) stay apart and in order."""
+    e = EventEmitter()
+    calls: list[tuple[str, object]] = []
+
+    def rec(tag: str) -> Any:
+        def listener(*args: object) -> None:
+            calls.append((tag, args))
+
+        return listener
+
+    x1, x2, y1, z1 = rec("x1"), rec("x2"), rec("y1"), rec("z1")
+    e.on("x", x1)
+    e.on("y", y1)
+    e.once("x", x2)
+    e.on("z", z1)
+    e.on("x", x1)
+    assert e.listeners("x") == [x1, x2, x1]
+    assert e.listeners("y") == [y1]
+    e.emit("x", 1)
+    e.emit("x", 2)
+    assert calls == [("x1", (1,)), ("x2", (1,)), ("x1", (1,)), ("x1", (2,)), ("x1", (2,))]
+    calls.clear()
+    e.remove_listener("x", x1)
+    assert e.listeners("x") == [x1]
+    e.remove_listeners("y")
+    assert e.listeners("y") == []
+    e.emit("y", 3)
+    e.emit("z", 4)
+    e.emit("x", 5)
+    assert calls == [("z1", (4,)), ("x1", (5,))]
+    e.remove_listener("x", x1)
+    e.remove_listener("z", z1)
+    assert (e.listeners("x"), e.listeners("z")) == ([], [])
+    e.emit("x", 6)
+    e.on("y", y1)
+    e.emit("y", 7)
+    assert calls == [("z1", (4,)), ("x1", (5,)), ("y1", (7,))]
+
+
+def test_listener_added_during_emit_waits_for_the_next() -> None:
+    """A listener added while its event is being emitted runs from the next emit on."""
+    e = EventEmitter()
+    calls: list[str] = []
+
+    def first() -> None:
+        calls.append("first")
+        e.on("x", lambda: calls.append("added"))
+
+    e.on("x", first)
+    e.emit("x")
+    assert calls == ["first"]
+    e.emit("x")
+    assert calls == ["first", "first", "added"]

@@ -5,6 +5,7 @@ L{TcpClient} and L{TlsClient}: outgoing connections, as events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -27,6 +28,8 @@ from ._errors import error_info
 from ._reactor import _default_reactor
 from ._tls import TrustRoot, client_options, load_trust_root
 
+_log = Logger()
+
 
 class ConnectAttempt:
     """
@@ -36,7 +39,9 @@ class ConnectAttempt:
 
     __slots__ = ("_cancelled", "_deferred")
 
-    def __init__(self, deferred: Deferred[Any]) -> None:
+    def __init__(self, deferred: Deferred[Any] | _Pending) -> None:
+        # A Deferred, or for an address literal the lighter _Pending; both
+        # have called and cancel().
         self._deferred = deferred
         self._cancelled = False
 
@@ -149,17 +154,8 @@ class TcpClient(EventEmitter):
             peer_name=hostname,
             tls_options=self._tls_options(hostname) if hostname is not None else None,
         )
-        timed_out = []
-        d: Deferred[_TcpProtocol | TcpConnection] = endpoint.connect(factory)
-        attempt = ConnectAttempt(d)
+        timed_out: list[bool] = []
         timer = None
-        if limit is not None:
-
-            def expire() -> None:
-                timed_out.append(True)
-                d.cancel()
-
-            timer = self._reactor.callLater(limit, expire)
 
         def connected(result: _TcpProtocol | TcpConnection) -> None:
             if timer is not None and timer.active():
@@ -179,15 +175,29 @@ class TcpClient(EventEmitter):
             self._emit("connect_error", info.errtype, info.errno)
             self._emit("connect_failure", info)
 
-        d.addCallbacks(connected, failed)
-        d.addErrback(lambda f: self._log.failure("Unexpected failure while connecting", f))
+        job: Deferred[Any] | _Pending
+        if type(endpoint) is _AddressEndpoint:
+            job = endpoint.start(factory, connected, failed)
+        else:
+            d: Deferred[Any] = endpoint.connect(factory)
+            d.addCallbacks(connected, failed)
+            d.addErrback(lambda f: self._log.failure("Unexpected failure while connecting", f))
+            job = d
+        attempt = ConnectAttempt(job)
+        if limit is not None:
+
+            def expire() -> None:
+                timed_out.append(True)
+                job.cancel()
+
+            timer = self._reactor.callLater(limit, expire)
         return attempt
 
 
 class _AddressEndpoint:
     """
     Connects to an address literal with C{connectTCP}: no lookup, no resolver
-    thread and no endpoint wrapper.  Its Deferred fires with the connection.
+    thread, no endpoint wrapper and no Deferred.
     """
 
     __slots__ = ("_bind", "_host", "_port", "_reactor", "_timeout")
@@ -201,24 +211,74 @@ class _AddressEndpoint:
         self._timeout = timeout
         self._bind = bind
 
-    def connect(self, factory: _TcpFactory) -> Deferred[TcpConnection]:
-        connector: Any = None
-
-        def cancel(d: Deferred[TcpConnection]) -> None:
-            connector.stopConnecting()
-
-        d: Deferred[TcpConnection] = Deferred(cancel)
-
-        def failed(reason: Failure) -> None:
-            if not d.called:
-                d.errback(reason)
-
-        factory.on_connection = d.callback
-        factory.on_failure = failed
-        connector = self._reactor.connectTCP(
+    def start(
+        self,
+        factory: _TcpFactory,
+        connected: Callable[[TcpConnection], None],
+        failed: Callable[[Failure], None],
+    ) -> _Pending:
+        """Start connecting; C{connected} or C{failed} is called once."""
+        pending = _Pending(factory, connected, failed)
+        pending.connector = self._reactor.connectTCP(
             self._host, self._port, factory, timeout=self._timeout, bindAddress=self._bind
         )
-        return d
+        return pending
+
+
+class _Pending:
+    """
+    One attempt of L{_AddressEndpoint}: what a Deferred would do for it, for
+    less.  Once it ends it lets go of the callbacks, the connector and the
+    factory's hooks: no reference cycle outlives the attempt, so nothing of
+    it waits for the garbage collector.
+    """
+
+    __slots__ = ("called", "connector", "factory", "on_connected", "on_failed")
+
+    def __init__(
+        self,
+        factory: _TcpFactory,
+        connected: Callable[[TcpConnection], None],
+        failed: Callable[[Failure], None],
+    ) -> None:
+        self.called = False
+        self.factory = factory
+        self.connector: Any = None
+        self.on_connected: Callable[[TcpConnection], None] | None = connected
+        self.on_failed: Callable[[Failure], None] | None = failed
+        factory.on_connection = self.connected
+        factory.on_failure = self.failed
+
+    def cancel(self) -> None:
+        if not self.called and self.connector is not None:
+            # The connector reports the failure (a UserError) at once.
+            self.connector.stopConnecting()
+
+    def connected(self, conn: TcpConnection) -> None:
+        callback = self._end()[0]
+        if callback is not None:
+            try:
+                callback(conn)
+            except Exception:
+                _log.failure("Unexpected failure while connecting")
+
+    def failed(self, reason: Failure) -> None:
+        errback = self._end()[1]
+        if errback is not None:
+            try:
+                errback(reason)
+            except Exception:
+                _log.failure("Unexpected failure while connecting")
+
+    def _end(
+        self,
+    ) -> tuple[Callable[[TcpConnection], None] | None, Callable[[Failure], None] | None]:
+        callbacks = (self.on_connected, self.on_failed)
+        self.called = True
+        self.on_connected = self.on_failed = None
+        self.connector = None
+        self.factory.on_connection = self.factory.on_failure = None
+        return callbacks
 
 
 class TlsClient(TcpClient):

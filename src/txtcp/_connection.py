@@ -47,6 +47,17 @@ _DONE = Failure(ConnectionDone())
 _USER_PAUSED: frozenset[Hashable] = frozenset({None})
 _NOT_PAUSED: frozenset[Hashable] = frozenset()
 
+# TcpConnection._flags: its rarely changing booleans, packed in one int (a
+# slot each would cost 8 bytes per connection).
+_ABORTED = 1
+_ACCEPTED = 2
+_DELIVERING = 4
+_HANDSHAKING = 8
+_TLS = 16
+_TRANSPORT_PAUSED = 32
+_WRITE_PAUSED = 64
+_HALF_OPEN = 128
+
 # Markers queued behind undelivered data: the peer's end of stream, and the
 # loss of the connection.
 _END = object()
@@ -97,27 +108,20 @@ class TcpConnection(EventEmitter):
 
     __slots__ = (
         "__weakref__",
-        "_aborted",
-        "_accepted",
         "_addresses",
         "_closed",
         "_closing",
-        "_delivering",
         "_direct",
         "_ended",
-        "_handshaking",
+        "_flags",
         "_peer_name",
         "_queue",
         "_reactor",
         "_read_eof",
         "_reasons",
         "_relay",
-        "_tls",
         "_transport",
-        "_transport_paused",
-        "_write_paused",
         "_write_shut",
-        "allow_half_open",
     )
     _log = Logger()
 
@@ -127,35 +131,30 @@ class TcpConnection(EventEmitter):
         EventEmitter.__init__(self)
         self._transport = transport
         self._reactor = reactor
-        self._accepted = accepted
         self._peer_name = peer_name
         self._reasons: frozenset[Hashable] = _USER_PAUSED
         self._addresses: tuple[Address, Address] | None = None
         self._queue: deque[object] | None = None
-        self._delivering = False
-        self._transport_paused = False
-        self._write_paused = False
         self._closing = False
         self._write_shut = False
         self._closed = False
-        self._aborted = False
         self._ended = False
         self._read_eof = False
-        self._tls = ISSLTransport.providedBy(transport) or isinstance(
-            transport, TLSMemoryBIOProtocol
-        )
-        self._handshaking = self._tls
         # A plain TCP transport whose buffer is empty can take a write on the
         # spot, a reactor turn sooner (see write()).
-        self._direct = None if self._tls else _direct_socket(transport)
+        self._direct = _direct_socket(transport)
+        flags = _ACCEPTED if accepted else 0
+        if self._direct is None and (
+            ISSLTransport.providedBy(transport) or isinstance(transport, TLSMemoryBIOProtocol)
+        ):
+            flags |= _TLS | _HANDSHAKING
+        self._flags = flags
         # The relay (see _relay.py) moving this socket's bytes in the kernel,
         # if any: it hands the socket back before anything else acts on it.
         self._relay: Any = None
-        #: When C{True}, the connection stays open for writing after the
-        #: peer ends its stream, until L{close}.  Set it before unpausing.
-        self.allow_half_open = False
         transport.registerProducer(self, True)
-        self._apply_read_state()
+        # Reading is paused by _TcpProtocol once the connect event has run:
+        # a listener that unpauses at once then costs no pause and resume.
 
     # -- reading ---------------------------------------------------------
 
@@ -184,17 +183,35 @@ class TcpConnection(EventEmitter):
         """Whether C{data} events are paused (for any reason)."""
         return bool(self._reasons)
 
+    @property
+    def allow_half_open(self) -> bool:
+        """
+        When C{True}, the connection stays open for writing after the peer
+        ends its stream, until L{close}.  C{False} at first; set it before
+        unpausing.
+        """
+        return bool(self._flags & _HALF_OPEN)
+
+    @allow_half_open.setter
+    def allow_half_open(self, value: bool) -> None:
+        if value:
+            self._flags |= _HALF_OPEN
+        else:
+            self._flags &= ~_HALF_OPEN
+
     def _apply_read_state(self) -> None:
         # After the peer's end of stream the transport no longer reads;
         # resuming it would read the end of stream again.
         if self._closed or self._read_eof:
             return
-        want = bool(self._reasons) and not self._handshaking
-        if want != self._transport_paused:
-            self._transport_paused = want
+        flags = self._flags
+        want = bool(self._reasons) and not flags & _HANDSHAKING
+        if want != bool(flags & _TRANSPORT_PAUSED):
             if want:
+                self._flags = flags | _TRANSPORT_PAUSED
                 self._transport.pauseProducing()
             else:
+                self._flags = flags & ~_TRANSPORT_PAUSED
                 self._transport.resumeProducing()
 
     def _data_received(self, data: bytes) -> None:
@@ -210,9 +227,9 @@ class TcpConnection(EventEmitter):
         self._queue.append(item)
 
     def _deliver_queued(self) -> None:
-        if self._delivering:
+        if self._flags & _DELIVERING:
             return
-        self._delivering = True
+        self._flags |= _DELIVERING
         try:
             queue = self._queue
             while queue and not self._reasons:
@@ -224,7 +241,7 @@ class TcpConnection(EventEmitter):
                 elif not self._closing and not self._emit("data", item):
                     self.abort()
         finally:
-            self._delivering = False
+            self._flags &= ~_DELIVERING
 
     def _read_lost(self) -> None:
         if self._read_eof:
@@ -233,17 +250,34 @@ class TcpConnection(EventEmitter):
         if self._queue:
             self._enqueue(_END)
         else:
-            self._end()
+            self._end(from_transport=True)
 
-    def _end(self) -> None:
+    def _end(self, from_transport: bool = False) -> None:
         self._ended = True
         self._emit("end")
         if self._closed or self._closing:
             return
-        if not self.allow_half_open:
-            self.close()
+        if not self._flags & _HALF_OPEN:
+            if from_transport and self._relay is None and self._unbuffered_tcp():
+                # Nothing to flush: close at once, as Twisted itself does on
+                # an end of stream, rather than a reactor turn later.
+                self._closing = True
+                self._forget_transport_producer()
+                self._transport.connectionLost(_DONE)
+            else:
+                self.close()
         elif self._write_shut:
             self._transport.loseConnection()
+
+    def _unbuffered_tcp(self) -> bool:
+        t = self._transport
+        return (
+            self._direct is not None
+            and not self._write_shut
+            and not t.disconnecting
+            and not t._tempDataLen
+            and len(t.dataBuffer) == t.offset
+        )
 
     # -- writing ---------------------------------------------------------
 
@@ -299,7 +333,7 @@ class TcpConnection(EventEmitter):
             self._relay._leave_splice()
         if self._closing or self._write_shut or self._closed:
             raise ConnectionClosedError(self._write_state())
-        if self._tls:
+        if self._flags & _TLS:
             raise UnsupportedOperationError("try_write is not possible on TLS connections")
         if not data:
             return 0
@@ -313,7 +347,7 @@ class TcpConnection(EventEmitter):
     @property
     def write_paused(self) -> bool:
         """Whether the write buffer is full (the last C{pause} event said so)."""
-        return self._write_paused
+        return bool(self._flags & _WRITE_PAUSED)
 
     @property
     def write_queue_size(self) -> int:
@@ -325,14 +359,14 @@ class TcpConnection(EventEmitter):
     # IPushProducer, driven by the transport's write buffer.
     def pauseProducing(self) -> None:
         """The transport's buffer is full: emit C{pause(True)}."""
-        if not self._write_paused:
-            self._write_paused = True
+        if not self._flags & _WRITE_PAUSED:
+            self._flags |= _WRITE_PAUSED
             self._emit("pause", True)
 
     def resumeProducing(self) -> None:
         """The transport's buffer has drained: emit C{pause(False)}."""
-        if self._write_paused:
-            self._write_paused = False
+        if self._flags & _WRITE_PAUSED:
+            self._flags &= ~_WRITE_PAUSED
             self._emit("pause", False)
 
     def stopProducing(self) -> None:
@@ -360,11 +394,11 @@ class TcpConnection(EventEmitter):
 
     def abort(self) -> None:
         """Close now, dropping whatever is still buffered for sending."""
-        if self._closed or self._aborted:
+        if self._closed or self._flags & _ABORTED:
             return
         if self._relay is not None:
             self._relay._leave_splice()
-        self._aborted = True
+        self._flags |= _ABORTED
         self._closing = True
         if self._finish_queued_loss():
             return
@@ -372,8 +406,11 @@ class TcpConnection(EventEmitter):
         self._transport.abortConnection()
 
     def _forget_transport_producer(self) -> None:
-        with contextlib.suppress(ConnectionClosedError):
+        # Once per connection: try/except costs less than contextlib.suppress.
+        try:  # noqa: SIM105
             self._remember_addresses()
+        except ConnectionClosedError:
+            pass
         self._transport.unregisterProducer()
 
     def _finish_queued_loss(self) -> bool:
@@ -400,7 +437,7 @@ class TcpConnection(EventEmitter):
             self._relay._leave_splice()
         if self._write_shut:
             return
-        if self._tls:
+        if self._flags & _TLS:
             raise UnsupportedOperationError("TLS connections cannot half-close")
         lose_write = getattr(self._transport, "loseWriteConnection", None)
         if lose_write is None:
@@ -410,7 +447,7 @@ class TcpConnection(EventEmitter):
         lose_write()
 
     def _write_lost(self) -> None:
-        if self._ended and self.allow_half_open and not self._closed:
+        if self._ended and self._flags & _HALF_OPEN and not self._closed:
             self._transport.loseConnection()
 
     def _lost(self, reason: Failure) -> None:
@@ -426,9 +463,13 @@ class TcpConnection(EventEmitter):
             # cannot half-close, nor can a TCP connection already shut down.
             self._ended = True
             self._emit("end")
-        if not clean and not (self._aborted and isinstance(exc, ConnectionAborted)):
+        if not clean and not (self._flags & _ABORTED and isinstance(exc, ConnectionAborted)):
             self._emit("error", exc)
         self._emit("close")
+        # Nothing is emitted after close: forget the listeners, so that
+        # closures holding the connection do not keep it (and its socket)
+        # alive until the garbage collector finds the cycle.
+        self._events = None
 
     @property
     def closed(self) -> bool:
@@ -440,7 +481,7 @@ class TcpConnection(EventEmitter):
     @property
     def tls(self) -> bool:
         """Whether the connection uses TLS (handshake done or under way)."""
-        return self._tls
+        return bool(self._flags & _TLS)
 
     def start_tls(
         self,
@@ -471,7 +512,7 @@ class TcpConnection(EventEmitter):
             raise ConnectionClosedError("cannot start TLS: the connection is closed")
         if self._relay is not None:
             self._relay._leave_splice()
-        if self._tls:
+        if self._flags & _TLS:
             raise TxtcpError("the connection already uses TLS")
         if not ITLSTransport.providedBy(self._transport):
             raise UnsupportedOperationError(f"{type(self._transport).__name__} cannot start TLS")
@@ -499,16 +540,15 @@ class TcpConnection(EventEmitter):
         return client_options(name, trust_root)
 
     def _begin_tls(self, options: Any, server: bool) -> None:
-        self._tls = True
+        self._flags |= _TLS | _HANDSHAKING
         self._direct = None
-        self._handshaking = True
         self._apply_read_state()
-        self._transport.startTLS(options, server == self._accepted)
+        self._transport.startTLS(options, server == bool(self._flags & _ACCEPTED))
 
     def _handshake_done(self) -> None:
-        if self._closed or self._closing or not self._handshaking:
+        if self._closed or self._closing or not self._flags & _HANDSHAKING:
             return
-        self._handshaking = False
+        self._flags &= ~_HANDSHAKING
         self._apply_read_state()
         self._emit("tls")
 
@@ -537,6 +577,20 @@ class TcpConnection(EventEmitter):
         # a PROXY-protocol endpoint they change once the header is read.
         if self._addresses is not None and self._closed:
             return
+        sock = self._direct
+        if sock is not None:
+            # Plain TCP over IPv4: what getHost() and getPeer() would say,
+            # without building their address objects.
+            t = self._transport
+            peer: Any = t.client if type(t) is tcp.Server else t.realAddress
+            if len(peer) == 2:
+                try:
+                    host, port = sock.getsockname()
+                except OSError:
+                    pass  # the socket is gone: as below
+                else:
+                    self._addresses = ((host, port), (peer[0], peer[1]))
+                    return
         try:
             local = _address(self._transport.getHost())
             remote = _address(self._transport.getPeer())
@@ -647,8 +701,11 @@ class _TcpProtocol:
         _mend_endpoint_wrapper(self)
         if factory.tls_options is not None:
             conn._begin_tls(factory.tls_options, factory.accepted)
-        if factory.on_connection is not None:
-            factory.on_connection(conn)
+        try:
+            if factory.on_connection is not None:
+                factory.on_connection(conn)
+        finally:
+            conn._apply_read_state()
 
     def dataReceived(self, data: bytes) -> None:
         self.connection._data_received(data)  # type: ignore[union-attr]
@@ -735,7 +792,7 @@ def _socket_of(transport: Any) -> socket.socket | None:
 
 
 def _direct_socket(transport: Any) -> socket.socket | None:
-    if type(transport) in (tcp.Server, tcp.Client):
+    if type(transport) in (tcp.Server, tcp.Client) and not transport.TLS:
         sock = transport.getHandle()
         if isinstance(sock, socket.socket):
             return sock

@@ -22,11 +22,42 @@ class EventEmitter:
     not stop the other listeners, nor the reactor.
     """
 
+    # One tuple per emitter, or None: the event names first, then for each
+    # name its listener, or a tuple of its listeners when there are several
+    # (a connection usually has one or two events with one listener each:
+    # a dict of tuples would cost four times the memory).
     __slots__ = ("_events",)
     _log = Logger()
 
     def __init__(self) -> None:
-        self._events: dict[str, tuple[Listener, ...]] | None = None
+        self._events: tuple[Any, ...] | None = None
+
+    def _get(self, event: str) -> tuple[Listener, ...]:
+        events = self._events
+        if events is None:
+            return ()
+        n = len(events) >> 1
+        for i in range(n):
+            if events[i] == event:
+                value = events[n + i]
+                return value if type(value) is tuple else (value,)
+        return ()
+
+    def _set(self, event: str, listeners: tuple[Listener, ...]) -> None:
+        events = self._events or ()
+        n = len(events) >> 1
+        names = list(events[:n])
+        values = list(events[n:])
+        if event in names:
+            i = names.index(event)
+            if listeners:
+                values[i] = listeners if len(listeners) > 1 else listeners[0]
+            else:
+                del names[i], values[i]
+        elif listeners:
+            names.append(event)
+            values.append(listeners if len(listeners) > 1 else listeners[0])
+        self._events = (*names, *values) if names else None
 
     def on(self, event: str, listener: Listener) -> None:
         """Call C{listener} every time C{event} is emitted."""
@@ -35,8 +66,16 @@ class EventEmitter:
             raise TypeError(f"listener must be callable, not {listener!r}")
         events = self._events
         if events is None:
-            events = self._events = {}
-        events[event] = (*events.get(event, ()), listener)
+            self._events = (event, listener)
+            return
+        n = len(events) >> 1
+        for i in range(n):
+            if events[i] == event:
+                value = events[n + i]
+                value = (*value, listener) if type(value) is tuple else (value, listener)
+                self._events = (*events[: n + i], value, *events[n + i + 1 :])
+                return
+        self._events = (*events[:n], event, *events[n:], listener)
 
     def once(self, event: str, listener: Listener) -> None:
         """Call C{listener} the next time C{event} is emitted, then forget it."""
@@ -56,15 +95,10 @@ class EventEmitter:
         L{on} or L{once}); do nothing if there is none.
         """
         _check_event(event)
-        current = self._events.get(event, ()) if self._events else ()
+        current = self._get(event)
         for index, candidate in enumerate(current):
             if candidate == listener or getattr(candidate, "listener", None) == listener:
-                rest = current[:index] + current[index + 1 :]
-                assert self._events is not None
-                if rest:
-                    self._events[event] = rest
-                else:
-                    del self._events[event]
+                self._set(event, current[:index] + current[index + 1 :])
                 return
 
     def remove_listeners(self, *events: str) -> None:
@@ -74,15 +108,12 @@ class EventEmitter:
             return
         for event in events:
             _check_event(event)
-            if self._events:
-                self._events.pop(event, None)
+            self._set(event, ())
 
     def listeners(self, event: str) -> list[Listener]:
         """Return the listeners of C{event}, in the order they run."""
         _check_event(event)
-        if not self._events:
-            return []
-        return [getattr(item, "listener", item) for item in self._events.get(event, ())]
+        return [getattr(item, "listener", item) for item in self._get(event)]
 
     def emit(self, event: str, *args: Any) -> None:
         """Call every listener of C{event} with C{args}."""
@@ -94,10 +125,25 @@ class EventEmitter:
         logged), C{True} otherwise.
         """
         events = self._events
-        if not events:
+        if events is None:
             return True
-        listeners = events.get(event)
-        if not listeners:
+        n = len(events) >> 1
+        i = 0
+        while events[i] != event:
+            i += 1
+            if i == n:
+                return True
+        listeners = events[n + i]
+        if type(listeners) is not tuple:
+            try:
+                listeners(*args)
+            except Exception:
+                self._log.failure(
+                    "Listener {listener!r} for event {event!r} raised",
+                    listener=listeners,
+                    event=event,
+                )
+                return False
             return True
         ok = True
         for listener in listeners:
