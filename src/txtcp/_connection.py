@@ -659,6 +659,9 @@ class TcpConnection(EventEmitter):
         return sock
 
     def _sock_tcp(self) -> socket.socket:
+        direct = self._direct
+        if direct is not None and not self._closed:
+            return direct  # a plain TCP transport's own socket
         sock = self._sock()
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             raise UnsupportedOperationError("TCP options need a TCP socket")
