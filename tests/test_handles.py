@@ -423,11 +423,27 @@ async def test_try_write() -> None:
     loop = Loop()
     echo = Echo(loop)
     got: list[Any] = []
+    bulk = os.urandom(4 << 20)
+
+    ended: list[str] = []
+
+    def on_read(client: TCP, data: bytes | None, error: int | None) -> None:
+        if data is None:
+            ended.append("eof")
+            if len(ended) == 2:
+                client.close()
 
     def on_connect(client: TCP, error: int | None) -> None:
+        client.start_read(on_read)
         got.append(client.try_write(b"PING"))
         got.append(client.try_write(memoryview(b"PONG")))
-        client.write(b"+queued")
+        client.write(b"+sent")
+        # As in libuv: a write the kernel took whole leaves nothing queued.
+        assert client.write_queue_size == 0
+        got.append(client.try_write(b"+now"))
+        client.send_buffer_size = 4096
+        client.write(bulk)
+        assert client.write_queue_size > 0
         with pytest.raises(TCPError) as info:
             client.try_write(b"nope")
         got.append(info.value.args[0])
@@ -437,13 +453,16 @@ async def test_try_write() -> None:
         with pytest.raises(TCPError) as info:
             client.try_write(b"after shutdown")
         got.append(info.value.args[0])
-        client.close()
+        ended.append("shutdown")
+        if len(ended) == 2:
+            client.close()
 
     client = TCP(loop)
     client.connect(echo.address, on_connect)
     run(loop)
-    assert got == [4, 4, errno.UV_EAGAIN, errno.UV_EPIPE]
-    assert echo.data == b"PINGPONG+queued"
+    assert got == [4, 4, 4, errno.UV_EAGAIN, errno.UV_EPIPE]
+    expected = hashlib.sha256(b"PINGPONG+sent+now" + bulk).hexdigest()
+    assert hashlib.sha256(echo.data).hexdigest() == expected
 
     # Fill the kernel's buffers until try_write says EAGAIN.
     server = TcpServer("127.0.0.1", 0)

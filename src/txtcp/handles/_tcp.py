@@ -11,7 +11,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.logger import Logger
 
 from txtcp.core import (
@@ -81,6 +80,40 @@ class TCP:
     end of the stream.
     """
 
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_accepted",
+        "_close_cb",
+        "_close_done",
+        "_closing",
+        "_conn",
+        "_conn_error",
+        "_conn_gone",
+        "_connect_cb",
+        "_connecting",
+        "_core_pending",
+        "_delayed_error",
+        "_eof",
+        "_keepalive",
+        "_listen_cb",
+        "_loop",
+        "_nodelay",
+        "_poll",
+        "_poll_delay",
+        "_pre",
+        "_rcvbuf",
+        "_reactor",
+        "_read_cb",
+        "_reading",
+        "_reqs",
+        "_server",
+        "_shut",
+        "_sndbuf",
+        "_sock",
+        "_submitted",
+    )
+
     _log = Logger()
 
     def __init__(self, loop: Loop, family: int = socket.AF_UNSPEC) -> None:
@@ -104,7 +137,7 @@ class TCP:
         self._delayed_error: int | None = None
         self._server: TcpServer | None = None
         self._listen_cb: ConnectCallback | None = None
-        self._accepted: deque[TcpConnection] = deque()
+        self._accepted: deque[TcpConnection] | None = None
         self._conn: TcpConnection | None = None
         self._conn_gone = False
         self._conn_error: int | None = None
@@ -116,8 +149,8 @@ class TCP:
         self._eof = False
         self._shut = False
         self._submitted = 0
-        self._pre: list[bytes] = []
-        self._reqs: deque[_Request] = deque()
+        self._pre: list[bytes] | None = None
+        self._reqs: deque[_Request] | None = None
         self._poll: Any = None
         self._poll_delay = 0.0
         self._closing = False
@@ -174,7 +207,7 @@ class TCP:
     def write_queue_size(self) -> int:
         """Bytes written but not yet handed to the kernel."""
         conn = self._open_conn()
-        queued = sum(map(len, self._pre))
+        queued = sum(map(len, self._pre)) if self._pre else 0
         return queued + (conn.write_queue_size if conn is not None else 0)
 
     @property
@@ -378,15 +411,11 @@ class TCP:
         host = sockaddr[0]
         if family == socket.AF_INET6 and len(sockaddr) == 4 and sockaddr[3]:
             host = f"{host}%{sockaddr[3]}"
-        endpoint_type = TCP6ClientEndpoint if family == socket.AF_INET6 else TCP4ClientEndpoint
-        endpoint = endpoint_type(
-            self._reactor, host, sockaddr[1], timeout=CONNECT_TIMEOUT, bindAddress=bind
-        )
         client = TcpClient(self._reactor)
         client.once("connect", self._on_connected)
         client.once("connect_error", self._on_connect_error)
         self._core_pending += 1
-        client.connect_endpoint(endpoint)
+        client.connect(host, sockaddr[1], CONNECT_TIMEOUT, bind_address=bind)
 
     def open(self, fd: int) -> None:
         """
@@ -478,9 +507,11 @@ class TCP:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, not {callback!r}")
         self._check_writable()
-        self._submitted += len(buf)
-        self._reqs.append(_Request(self._submitted, callback))
         if self._connecting:
+            self._submitted += len(buf)
+            self._request(callback)
+            if self._pre is None:
+                self._pre = []
             self._pre.append(buf)
             return
         conn = self._conn
@@ -488,10 +519,19 @@ class TCP:
         try:
             conn.write(buf)
         except ConnectionClosedError as exc:
-            self._reqs.pop()
-            self._submitted -= len(buf)
             raise _tcp_error(uverrno.UV_EPIPE) from exc
-        self._watch_writes(0.0)
+        self._submitted += len(buf)
+        if conn.write_queue_size:
+            # Bytes stay buffered: the request completes when they drain.
+            self._request(callback)
+            self._watch_writes(0.0)
+            return
+        # The core handed every byte to the kernel on the spot, so every
+        # request is complete: their callbacks run on the next turn.
+        if callback is not None:
+            self._request(callback)
+        if self._reqs:
+            self._watch_writes(0.0)
 
     def try_write(self, data: Any) -> int:
         """
@@ -510,7 +550,7 @@ class TCP:
         buf = _to_bytes(data)
         self._check_writable()
         conn = self._open_conn()
-        if conn is None or self._reqs:
+        if conn is None:
             raise _tcp_error(uverrno.UV_EAGAIN)
         try:
             return conn.try_write(buf)
@@ -538,7 +578,7 @@ class TCP:
         if self._shut or (conn is None and not self._connecting):
             raise _tcp_error(uverrno.UV_ENOTCONN)
         self._shut = True
-        self._reqs.append(_Request(self._submitted, callback))
+        self._request(callback)
         if conn is not None:
             conn.shutdown()
             self._watch_writes(0.0)
@@ -655,8 +695,9 @@ class TCP:
         later = self._reactor.callLater
         server, self._server = self._server, None
         if server is not None:
-            while self._accepted:
-                self._accepted.popleft().abort()
+            accepted, self._accepted = self._accepted, None
+            while accepted:
+                accepted.popleft().abort()
             if server.listening:
                 server.once("stop", self._finish_close)
                 server.close()
@@ -785,6 +826,8 @@ class TCP:
         if self._closing or self._listen_cb is None:
             conn.abort()
             return
+        if self._accepted is None:
+            self._accepted = deque()
         self._accepted.append(conn)
         self._loop._call(self._listen_cb, self, None)
 
@@ -804,9 +847,9 @@ class TCP:
             return
         self._connecting = False
         self._attach(conn)
-        for buf in self._pre:
+        pre, self._pre = self._pre, None
+        for buf in pre or ():
             conn.write(buf)
-        self._pre.clear()
         if self._shut:
             conn.shutdown()
         if self._reqs:
@@ -824,7 +867,7 @@ class TCP:
 
     def _connect_failed(self, code: int, closing: bool = False) -> None:
         self._connecting = False
-        self._pre.clear()
+        self._pre = None
         self._shut = False
         callback, self._connect_cb = self._connect_cb, None
         if callback is not None:
@@ -868,11 +911,19 @@ class TCP:
     # Write completion: a request is done when every byte up to its end has
     # left the connection's buffer.
 
+    def _request(self, callback: ConnectCallback | None) -> None:
+        """Queue a request that completes once every byte submitted so far is sent."""
+        reqs = self._reqs
+        if reqs is None:
+            reqs = self._reqs = deque()
+        reqs.append(_Request(self._submitted, callback))
+
     def _watch_writes(self, delay: float) -> None:
-        if self._poll is not None and self._poll.active():
-            if delay >= self._poll.getTime() - self._reactor.seconds():
+        poll = self._poll
+        if poll is not None and poll.active():
+            if delay >= poll.getTime() - self._reactor.seconds():
                 return
-            self._poll.cancel()
+            poll.cancel()
         self._poll = self._reactor.callLater(delay, self._check_writes)
 
     def _stop_watching(self) -> None:
@@ -885,16 +936,24 @@ class TCP:
         conn = self._open_conn()
         if conn is None or self._connecting:
             return
+        reqs = self._reqs
+        if not reqs:
+            return
         done = self._submitted - conn.write_queue_size
         progressed = False
-        while self._reqs and self._reqs[0].end <= done:
-            request = self._reqs.popleft()
+        call = self._loop._call
+        while reqs and reqs[0].end <= done:
+            request = reqs.popleft()
             progressed = True
             if request.callback is not None:
-                self._loop._call(request.callback, self, None)
+                call(request.callback, self, None)
             if self._conn_gone:
                 return
-        if self._reqs:
+        if reqs and self._poll is None:
+            if conn.write_paused and not self._shut:
+                # The buffer is full: the core's pause(False) says when it
+                # has drained, and _on_write_pause looks again then.
+                return
             self._poll_delay = (
                 0.0 if progressed else min(max(self._poll_delay * 2, 0.001), _MAX_POLL)
             )
@@ -902,8 +961,9 @@ class TCP:
 
     def _fail_requests(self, code: int | None) -> None:
         """Complete every pending request, with C{code} (or success)."""
-        while self._reqs:
-            request = self._reqs.popleft()
+        reqs = self._reqs
+        while reqs:
+            request = reqs.popleft()
             if request.callback is not None:
                 self._loop._call(request.callback, self, code)
 
