@@ -27,7 +27,6 @@ This module depends only on L{txtcp.core}.
 from __future__ import annotations
 
 import inspect
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import Any, NamedTuple, TypeVar, overload
 
@@ -106,18 +105,32 @@ class Group:
     group and waits until it is closed.
     """
 
+    # Every container is made only when first needed: a connection's group
+    # usually holds one task and one close callback, and lives long.
+    __slots__ = (
+        "_children",
+        "_closed_waiters",
+        "_closers",
+        "_closing_waiters",
+        "_parent",
+        "_pending_closers",
+        "_state",
+        "_tasks",
+    )
+
     _log = Logger()
 
     def __init__(self) -> None:
         self._state = _OPEN
-        # Each running task, and the Deferred its caller got.
-        self._tasks: dict[Deferred[Any], Deferred[Any]] = {}
-        self._children: set[Group] = set()
+        # Each running task, and the Deferred its caller got (the task
+        # itself for a task tracked with _track).
+        self._tasks: dict[Deferred[Any], Deferred[Any]] | None = None
+        self._children: set[Group] | None = None
         self._parent: Group | None = None
-        self._closers: list[Callable[[], Deferred[None] | None]] = []
+        self._closers: list[Callable[[], Deferred[None] | None]] | None = None
         self._pending_closers = 0
-        self._closing_waiters: list[Deferred[None]] = []
-        self._closed_waiters: list[Deferred[None]] = []
+        self._closing_waiters: list[Deferred[None]] | None = None
+        self._closed_waiters: list[Deferred[None]] | None = None
 
     @property
     def is_open(self) -> bool:
@@ -168,23 +181,22 @@ class Group:
             result = fn(*args, **kwargs)
         except Exception:
             return fail()
-        if isinstance(result, Deferred):
-            d: Deferred[Any] = result
-        elif inspect.iscoroutine(result):
-            d = Deferred.fromCoroutine(result)
-        elif inspect.isawaitable(result):
-            d = Deferred.fromCoroutine(_await(result))
-        else:
+        d = _as_deferred(result)
+        if d is None:
             return succeed(result)
         if d.called:
             return d
         # The caller gets its own Deferred: the group's bookkeeping stays off
         # the task's callback chain.
         outcome: Deferred[Any] = Deferred(lambda _: d.cancel())
-        self._tasks[d] = outcome
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = {}
+        tasks[d] = outcome
 
         def done(value: object) -> None:
-            self._tasks.pop(d, None)
+            if self._tasks is not None:
+                self._tasks.pop(d, None)
             if not outcome.called:
                 outcome.callback(value)
             elif isinstance(value, Failure) and not value.check(CancelledError):
@@ -195,6 +207,23 @@ class Group:
 
         d.addBoth(done)
         return outcome
+
+    def _track(self, d: Deferred[Any]) -> None:
+        """
+        Track C{d}, a running task whose errors the caller handles (its
+        errback is already on C{d}): closing the group cancels C{d} itself.
+        Cheaper than L{spawn}: no second C{Deferred}, no closure.
+        """
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = {}
+        tasks[d] = d
+        d.addBoth(self._untrack, d)
+
+    def _untrack(self, value: object, d: Deferred[Any]) -> None:
+        if self._tasks is not None:
+            self._tasks.pop(d, None)
+        self._check_closed()
 
     def create_subgroup(self) -> Group:
         """
@@ -208,12 +237,16 @@ class Group:
             raise RuntimeError("cannot create a subgroup: the group is closing or closed")
         child = Group()
         child._parent = self
+        if self._children is None:
+            self._children = set()
         self._children.add(child)
         return child
 
     def _on_close(self, closer: Callable[[], Deferred[None] | None]) -> None:
         """Run C{closer} when the group starts closing; the group is closed only
         once the C{Deferred} it returns (if any) has fired."""
+        if self._closers is None:
+            self._closers = []
         self._closers.append(closer)
 
     def close(self) -> None:
@@ -224,15 +257,19 @@ class Group:
         if self._state != _OPEN:
             return
         self._state = _CLOSING
-        for d in list(self._closing_waiters):
-            d.callback(None)
-        self._closing_waiters.clear()
-        for task, outcome in list(self._tasks.items()):
-            outcome.addErrback(_ignore_cancelled)
-            task.cancel()
-        for child in list(self._children):
-            child.close()
-        for closer in self._closers:
+        if self._closing_waiters:
+            waiters, self._closing_waiters = self._closing_waiters, None
+            for d in waiters:
+                d.callback(None)
+        if self._tasks:
+            for task, outcome in list(self._tasks.items()):
+                if outcome is not task:
+                    outcome.addErrback(_ignore_cancelled)
+                task.cancel()
+        if self._children:
+            for child in list(self._children):
+                child.close()
+        for closer in self._closers or ():
             try:
                 result = closer()
             except Exception:
@@ -255,10 +292,10 @@ class Group:
             return
         self._state = _CLOSED
         parent = self._parent
-        if parent is not None:
+        if parent is not None and parent._children is not None:
             parent._children.discard(self)
-        waiters, self._closed_waiters = self._closed_waiters, []
-        for d in waiters:
+        waiters, self._closed_waiters = self._closed_waiters, None
+        for d in waiters or ():
             d.callback(None)
         if parent is not None:
             parent._check_closed()
@@ -267,12 +304,16 @@ class Group:
         """A C{Deferred} that fires when the group starts closing."""
         if self._state != _OPEN:
             return succeed(None)
+        if self._closing_waiters is None:
+            self._closing_waiters = []
         return _waiter(self._closing_waiters)
 
     def wait_closed(self) -> Deferred[None]:
         """A C{Deferred} that fires when the group is closed."""
         if self._state == _CLOSED:
             return succeed(None)
+        if self._closed_waiters is None:
+            self._closed_waiters = []
         return _waiter(self._closed_waiters)
 
     async def async_close(self) -> None:
@@ -288,10 +329,22 @@ class Group:
 
     def __repr__(self) -> str:
         state = ("open", "closing", "closed")[self._state]
-        return f"<Group {state} tasks={len(self._tasks)}>"
+        return f"<Group {state} tasks={len(self._tasks or ())}>"
 
 
 _OPEN, _CLOSING, _CLOSED = range(3)
+
+
+def _as_deferred(result: object) -> Deferred[Any] | None:
+    """C{result} as a C{Deferred} (a coroutine or other awaitable is run),
+    or C{None} when it is a plain value."""
+    if isinstance(result, Deferred):
+        return result
+    if inspect.iscoroutine(result):
+        return Deferred.fromCoroutine(result)
+    if inspect.isawaitable(result):
+        return Deferred.fromCoroutine(_await(result))
+    return None
 
 
 def _ignore_cancelled(failure: Failure) -> None:
@@ -316,6 +369,8 @@ def _waiter(waiters: list[Deferred[None]]) -> Deferred[None]:
 
 class _Resource:
     """What L{Server} and L{Connection} share: a group that is their life."""
+
+    __slots__ = ()
 
     _group: Group
 
@@ -363,15 +418,6 @@ class _Resource:
 _READ, _EXACT, _LINE = range(3)
 
 
-class _Reader:
-    __slots__ = ("d", "kind", "n")
-
-    def __init__(self, kind: int, n: int) -> None:
-        self.kind = kind
-        self.n = n
-        self.d: Deferred[bytes] = Deferred()
-
-
 class Connection(_Resource):
     """
     One TCP (or TLS) connection, read and written from coroutines; made by
@@ -391,6 +437,25 @@ class Connection(_Resource):
     stream; its L{async_group} then closes.
     """
 
+    __slots__ = (
+        "_again",
+        "_buffer",
+        "_closed",
+        "_closed_d",
+        "_conn",
+        "_drainers",
+        "_eof",
+        "_error",
+        "_group",
+        "_info",
+        "_readers",
+        "_reading_paused",
+        "_rendezvous_handed",
+        "_rendezvous_key",
+        "_serving",
+        "_watching_pause",
+    )
+
     _log = Logger()
 
     def __init__(self, conn: TcpConnection, group: Group | None = None) -> None:
@@ -403,19 +468,26 @@ class Connection(_Resource):
         self._conn = conn
         self._group = group if group is not None else Group()
         self._buffer = bytearray()
-        self._readers: deque[_Reader] = deque()
+        # Waiting reads, in order: (Deferred, kind, n).  Rarely more than
+        # one, so a list (a deque costs 600 bytes more per connection).
+        self._readers: list[tuple[Deferred[bytes], int, int]] = []
         self._eof = False
+        self._closed = False
         self._error: BaseException | None = None
         self._serving = False
         self._again = False
         self._reading_paused = False
-        self._drainers: list[Deferred[None]] = []
-        self._closed_d: Deferred[None] = Deferred()
-        self._info = ConnectionInfo(Address(*conn.local_address), Address(*conn.remote_address))
+        self._watching_pause = False
+        # Made only when something waits for them.
+        self._drainers: list[Deferred[None]] | None = None
+        self._closed_d: Deferred[None] | None = None
+        self._info: ConnectionInfo | None = None
+        # Set by a Server while an in-process connect() may wait for it.
+        self._rendezvous_key: _Key | None = None
+        self._rendezvous_handed = False
         conn.on("data", self._on_data)
         conn.on("end", self._on_end)
         conn.on("error", self._on_error)
-        conn.on("pause", self._on_pause)
         conn.on("close", self._on_close)
         self._group._on_close(self._close_conn)
         if conn.closed:
@@ -425,8 +497,15 @@ class Connection(_Resource):
 
     @property
     def info(self) -> ConnectionInfo:
-        """Local and remote addresses (fixed when the connection was made)."""
-        return self._info
+        """Local and remote addresses (read from the socket the first time
+        this is asked; the same afterwards, also once closed)."""
+        info = self._info
+        if info is None:
+            conn = self._conn
+            info = self._info = ConnectionInfo(
+                Address(*conn.local_address), Address(*conn.remote_address)
+            )
+        return info
 
     @property
     def connection(self) -> TcpConnection:
@@ -447,7 +526,7 @@ class Connection(_Resource):
             raise TypeError(
                 f"data must be bytes, bytearray or memoryview, not {type(data).__name__}"
             )
-        if not self._group.is_open or self._conn.closed:
+        if self._group._state != _OPEN or self._closed or self._conn.closed:
             raise ConnectionError("cannot write: the connection is closing or closed")
         self._conn.write(data)
 
@@ -457,8 +536,15 @@ class Connection(_Resource):
         so); return at once otherwise.  Never raises: it returns when the
         buffer drains or the connection closes.
         """
-        if not self._conn.write_paused or self._conn.closed:
+        conn = self._conn
+        if not conn.write_paused or conn.closed:
             return
+        if not self._watching_pause:
+            # The pause event is listened to only once a drain has to wait.
+            self._watching_pause = True
+            conn.on("pause", self._on_pause)
+        if self._drainers is None:
+            self._drainers = []
         await _waiter(self._drainers)
 
     def _on_pause(self, paused: bool) -> None:
@@ -466,8 +552,8 @@ class Connection(_Resource):
             self._release_drainers()
 
     def _release_drainers(self) -> None:
-        drainers, self._drainers = self._drainers, []
-        for d in drainers:
+        drainers, self._drainers = self._drainers, None
+        for d in drainers or ():
             d.callback(None)
 
     # -- reading -----------------------------------------------------------
@@ -482,7 +568,8 @@ class Connection(_Resource):
         n = _check_n(n, "n", allow_negative=True)
         if n == 0:
             return b""
-        return await self._request(_READ, n)
+        got = self._request(_READ, n)
+        return got if isinstance(got, bytes) else await got
 
     async def readexactly(self, n: int) -> bytes:
         """
@@ -495,7 +582,8 @@ class Connection(_Resource):
         n = _check_n(n, "n", allow_negative=False)
         if n == 0:
             return b""
-        return await self._request(_EXACT, n)
+        got = self._request(_EXACT, n)
+        return got if isinstance(got, bytes) else await got
 
     async def readline(self) -> bytes:
         """
@@ -505,35 +593,41 @@ class Connection(_Resource):
 
         @raise ConnectionError: end of stream with nothing buffered.
         """
-        return await self._request(_LINE, 0)
+        got = self._request(_LINE, 0)
+        return got if isinstance(got, bytes) else await got
 
-    def _request(self, kind: int, n: int) -> Deferred[bytes]:
-        if not self._readers:
+    def _request(self, kind: int, n: int) -> bytes | Deferred[bytes]:
+        """The bytes at once when they are buffered (and no read waits), or
+        a C{Deferred} of them; raises at once at end of stream."""
+        readers = self._readers
+        if not readers:
             taken = self._take(kind, n)
             if taken is not None:
-                self._update_pause()
+                if self._reading_paused:
+                    self._update_pause()
                 if isinstance(taken, BaseException):
-                    return fail(taken)
-                return succeed(taken)
-        reader = _Reader(kind, n)
+                    raise taken
+                return taken
+        d: Deferred[bytes] = Deferred(self._cancel_read)
+        readers.append((d, kind, n))
+        if self._reading_paused:
+            self._update_pause()
+        return d
 
-        def cancel(d: Deferred[bytes]) -> None:
-            if reader in self._readers:
-                self._readers.remove(reader)
+    def _cancel_read(self, d: Deferred[bytes]) -> None:
+        readers = self._readers
+        for i, entry in enumerate(readers):
+            if entry[0] is d:
+                del readers[i]
                 self._serve()
-
-        reader.d = Deferred(cancel)
-        self._readers.append(reader)
-        self._update_pause()
-        return reader.d
+                return
 
     def _take(self, kind: int, n: int) -> bytes | BaseException | None:
         """Bytes for one read, an exception to raise, or C{None} to wait."""
         buf = self._buffer
         if kind == _READ:
             if buf:
-                size = len(buf) if n < 0 else min(n, len(buf))
-                return self._pop(size)
+                return self._pop(n if 0 <= n < len(buf) else len(buf))
         elif kind == _EXACT:
             if len(buf) >= n:
                 return self._pop(n)
@@ -553,8 +647,13 @@ class Connection(_Resource):
         return None
 
     def _pop(self, size: int) -> bytes:
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
+        buf = self._buffer
+        if size == len(buf):
+            data = bytes(buf)
+            buf.clear()
+            return data
+        data = bytes(buf[:size])
+        del buf[:size]
         return data
 
     def _eof_error(self, message: str) -> BaseException:
@@ -573,16 +672,17 @@ class Connection(_Resource):
         try:
             while True:
                 self._again = False
-                while self._readers:
-                    head = self._readers[0]
-                    taken = self._take(head.kind, head.n)
+                readers = self._readers
+                while readers:
+                    d, kind, n = readers[0]
+                    taken = self._take(kind, n)
                     if taken is None:
                         break
-                    self._readers.popleft()
+                    del readers[0]
                     if isinstance(taken, BaseException):
-                        head.d.errback(taken)
+                        d.errback(taken)
                     else:
-                        head.d.callback(taken)
+                        d.callback(taken)
                 self._update_pause()
                 if not self._again:
                     break
@@ -596,8 +696,18 @@ class Connection(_Resource):
             self._conn.pause(want, reason=_BACKPRESSURE)
 
     def _on_data(self, data: bytes) -> None:
+        readers = self._readers
+        if readers and not self._buffer and not self._serving:
+            # Fast path: the first waiting read takes all of C{data} as is,
+            # without a trip through the buffer.
+            d, kind, n = readers[0]
+            if (kind == _READ and (n < 0 or n >= len(data))) or (kind == _EXACT and n == len(data)):
+                del readers[0]
+                d.callback(data)
+                return
         self._buffer += data
-        self._serve()
+        if readers or len(self._buffer) >= READ_LIMIT:
+            self._serve()
 
     def _on_end(self) -> None:
         self._eof = True
@@ -608,16 +718,30 @@ class Connection(_Resource):
 
     def _on_close(self) -> None:
         self._eof = True
+        self._closed = True
         self._serve()
         self._release_drainers()
-        if not self._closed_d.called:
-            self._closed_d.callback(None)
+        closed_d, self._closed_d = self._closed_d, None
+        if closed_d is not None:
+            closed_d.callback(None)
         self._group.close()
 
     def _close_conn(self) -> Deferred[None] | None:
-        if self._closed_d.called:
+        key, self._rendezvous_key = self._rendezvous_key, None
+        if key is not None:
+            # A Server of this process will never hand this connection out
+            # now: an in-process connect() waiting for it goes on.
+            if not self._rendezvous_handed:
+                self._rendezvous_handed = True
+                _rendezvous.handed_over(key)
+            _rendezvous.forget(key)
+        if self._closed:
             return None
         self._conn.close()
+        if self._closed:
+            return None
+        if self._closed_d is None:
+            self._closed_d = Deferred()
         return self._closed_d
 
     async def __aenter__(self) -> Connection:
@@ -628,7 +752,8 @@ class Connection(_Resource):
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed" if self.is_closed else "closing"
-        return f"<streams.Connection {state} {self._info.local_addr} -> {self._info.remote_addr}>"
+        info = self.info
+        return f"<streams.Connection {state} {info.local_addr} -> {info.remote_addr}>"
 
 
 def _check_n(n: object, name: str, *, allow_negative: bool) -> int:
@@ -691,44 +816,57 @@ class Server(_Resource):
             return
         group = self._group.create_subgroup() if self._bind else Group()
         stream = Connection(conn, group)
-        key = _key(stream.info.remote_addr, stream.info.local_addr)
-        handed = [False]
-
-        def hand_over() -> None:
-            handed[0] = True
-            self._hand_over(stream)
-            _rendezvous.handed_over(key)
-
-        def closed(_: object) -> None:
-            if not handed[0]:
-                handed[0] = True
-                _rendezvous.handed_over(key)
-            _rendezvous.forget(key)
-
-        group.wait_closing().addCallback(closed)
+        if _rendezvous.connecting:
+            # An in-process connect() is under way: it may be the peer, and
+            # then waits until this connection is handed over.
+            info = stream.info
+            stream._rendezvous_key = _key(info.remote_addr, info.local_addr)
         if self._handshake:
-            conn.once("tls", lambda: hand_over() if stream.is_open else None)
+            conn.once("tls", lambda: self._hand_over(stream) if stream.is_open else None)
         else:
-            hand_over()
+            self._hand_over(stream)
 
     def _hand_over(self, stream: Connection) -> None:
+        key = stream._rendezvous_key
+        if key is not None and not stream._rendezvous_handed:
+            stream._rendezvous_handed = True
+            self._call(stream)
+            _rendezvous.handed_over(key)
+            if stream._rendezvous_key is None:
+                # Closed meanwhile: the key was already forgotten.
+                _rendezvous.forget(key)
+        else:
+            self._call(stream)
+
+    def _call(self, stream: Connection) -> None:
         if not self._group.is_open or not stream.is_open:
             stream.close()
             return
-        d = stream.async_group.spawn(self._cb, stream)
+        cb = self._cb
+        try:
+            result = cb(stream)
+        except Exception:
+            self._failed(Failure(), stream)
+            return
+        d = _as_deferred(result)
+        if d is None:
+            return
+        d.addErrback(self._failed, stream)
+        if not d.called:
+            # The task runs in the connection's group: closing it cancels
+            # the task.
+            stream._group._track(d)
 
-        def failed(failure: Failure) -> None:
-            if failure.check(CancelledError):
-                return
-            self._log.failure(
-                "connection_cb {cb!r} raised; closing {connection!r}",
-                failure,
-                cb=self._cb,
-                connection=stream,
-            )
-            stream.close()
-
-        d.addErrback(failed)
+    def _failed(self, failure: Failure, stream: Connection) -> None:
+        if failure.check(CancelledError):
+            return
+        self._log.failure(
+            "connection_cb {cb!r} raised; closing {connection!r}",
+            failure,
+            cb=self._cb,
+            connection=stream,
+        )
+        stream.close()
 
     def _on_stop(self) -> None:
         _rendezvous.remove_server(self)
@@ -813,20 +951,26 @@ async def connect(
 
     client.once("connect", on_connect)
     client.once("connect_failure", on_failure)
-    if hostname is not None and hostname != host:
-        client.connect_endpoint(_tcp_description(host, port), limit, hostname=hostname)
-    else:
-        client.connect(host, port, limit)
-    conn = await connected
-    if tls:
-        remaining = None if limit is None else max(0.0, limit - (reactor.seconds() - started))
-        await _handshake(conn, reactor, remaining)
-    stream = Connection(conn)
+    _rendezvous.connecting += 1
     try:
-        await _rendezvous.wait(stream, reactor)
-    except BaseException:
-        stream.close()
-        raise
+        if hostname is not None and hostname != host:
+            client.connect_endpoint(_tcp_description(host, port), limit, hostname=hostname)
+        else:
+            client.connect(host, port, limit)
+        conn = await connected
+        if tls:
+            remaining = None if limit is None else max(0.0, limit - (reactor.seconds() - started))
+            await _handshake(conn, reactor, remaining)
+        stream = Connection(conn)
+        waiting = _rendezvous.wait(stream, reactor)
+        if waiting is not None:
+            try:
+                await waiting
+            except BaseException:
+                stream.close()
+                raise
+    finally:
+        _rendezvous.connecting -= 1
     return stream
 
 
@@ -967,6 +1111,9 @@ class _Rendezvous:
     _log = Logger()
 
     def __init__(self) -> None:
+        # connect() calls under way: a Server keys its connections for the
+        # rendezvous only while there are some.
+        self.connecting = 0
         self._servers: list[Server] = []
         self._handed: set[_Key] = set()
         self._waiting: dict[_Key, Deferred[None]] = {}
@@ -998,13 +1145,21 @@ class _Rendezvous:
     def forget(self, key: _Key) -> None:
         self._handed.discard(key)
 
-    async def wait(self, stream: Connection, reactor: Any) -> None:
-        key = _key(stream.info.local_addr, stream.info.remote_addr)
+    def wait(self, stream: Connection, reactor: Any) -> Coroutine[Any, Any, None] | None:
+        """A coroutine to await, or C{None} when C{stream}'s peer is not a
+        L{Server} of this process still to hand it over."""
+        if not self._servers and not self._handed:
+            return None
+        info = stream.info
+        key = _key(info.local_addr, info.remote_addr)
         if key in self._handed:
             self._handed.discard(key)
-            return
-        if not self._in_process(stream.info.remote_addr):
-            return
+            return None
+        if not self._in_process(info.remote_addr):
+            return None
+        return self._wait(stream, key, reactor)
+
+    async def _wait(self, stream: Connection, key: _Key, reactor: Any) -> None:
 
         def cancel(d: Deferred[None]) -> None:
             self._waiting.pop(key, None)
