@@ -269,6 +269,52 @@ async def test_write_saturation_then_close_with_callback() -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_write_callbacks_without_close_sent_and_buffered() -> None:
+    """Callbacks of sent and of buffered writes run later, in order, without a close to flush."""
+    loop = Loop()
+    echo = Echo(loop)
+    order: list[Any] = []
+    chunk = os.urandom(65536)
+    sent = bytearray()
+
+    def pump(client: TCP, error: int | None = None) -> None:
+        # The libuv way: keep writing while little is queued, else wait.
+        order.append(("pump", error))
+        while len(sent) < (8 << 20):
+            sent.extend(chunk)
+            if client.write_queue_size >= 65536:
+                client.write(chunk, pump)
+                return
+            client.write(chunk)
+        client.write(b"!", lambda h, e: order.append(("last", e)))
+        sent.extend(b"!")
+        client.shutdown(lambda h, e: order.append(("shutdown", e)))
+
+    def on_read(client: TCP, data: bytes | None, error: int | None) -> None:
+        if data is None:
+            client.close(lambda h: order.append("closed"))
+
+    def on_connect(client: TCP, error: int | None) -> None:
+        client.start_read(on_read)
+        client.write(b"a", lambda h, e: order.append(("a", e)))
+        order.append("a written")
+        client.write([b"b", b"c"])
+        client.write(b"d", lambda h, e: order.append(("d", e)))
+        sent.extend(b"abcd")
+        client.send_buffer_size = 4096
+        pump(client)
+
+    client = TCP(loop)
+    client.connect(echo.address, on_connect)
+    run(loop)
+    assert order[:4] == ["a written", ("pump", None), ("a", None), ("d", None)]
+    assert order[-3:] == [("last", None), ("shutdown", None), "closed"]
+    assert all(item == ("pump", None) for item in order[4:-3])
+    assert len(order) > 8
+    assert hashlib.sha256(echo.data).hexdigest() == hashlib.sha256(bytes(sent)).hexdigest()
+
+
+@pytest_twisted.ensureDeferred
 async def test_memoryview_nul_and_lists_are_written() -> None:
     """memoryview, bytearray, embedded NUL, a list and a tuple of buffers all arrive intact."""
     loop = Loop()

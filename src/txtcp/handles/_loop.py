@@ -178,7 +178,11 @@ class Loop:
         self._handles.add(handle)
 
     def _any_active(self) -> bool:
-        return any(handle._keeps_loop() for handle in list(self._handles))
+        # A WeakSet guards its own iteration; no copy is needed.
+        for handle in self._handles:  # noqa: SIM110
+            if handle._keeps_loop():
+                return True
+        return False
 
     def _call(self, callback: Callable[..., object], *args: Any) -> None:
         """Run a user callback; route what it raises to L{excepthook}."""

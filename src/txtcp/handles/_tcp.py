@@ -99,6 +99,7 @@ class TCP:
         "_listen_cb",
         "_loop",
         "_nodelay",
+        "_pause_heard",
         "_poll",
         "_poll_delay",
         "_pre",
@@ -153,6 +154,7 @@ class TCP:
         self._reqs: deque[_Request] | None = None
         self._poll: Any = None
         self._poll_delay = 0.0
+        self._pause_heard = False
         self._closing = False
         self._close_done = False
         self._close_cb: CloseCallback | None = None
@@ -814,7 +816,6 @@ class TCP:
         conn.on("end", self._on_end)
         conn.on("error", self._on_error)
         conn.on("close", self._on_close)
-        conn.on("pause", self._on_write_pause)
         try:
             self._apply_options_to_conn(conn)
         except Exception:
@@ -952,8 +953,13 @@ class TCP:
         if reqs and self._poll is None:
             if conn.write_paused and not self._shut:
                 # The buffer is full: the core's pause(False) says when it
-                # has drained, and _on_write_pause looks again then.
-                return
+                # has drained, and _on_write_pause looks again then.  Few
+                # connections ever fill it, so the listener is added then.
+                if not self._pause_heard:
+                    self._pause_heard = True
+                    conn.on("pause", self._on_write_pause)
+                if conn.write_paused:
+                    return
             self._poll_delay = (
                 0.0 if progressed else min(max(self._poll_delay * 2, 0.001), _MAX_POLL)
             )
