@@ -380,6 +380,28 @@ async def test_read_partial_exact_and_oversized() -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_waiting_reads_take_arriving_data_in_order() -> None:
+    """Data for a waiting read goes to it whole or in part, the rest stays buffered, in order."""
+    server, client, peer = await connected_pair()
+    whole = task(client.read())
+    peer.write(b"abcd")
+    assert await within(whole) == b"abcd"  # taken whole, nothing left buffered
+    assert len(client._buffer) == 0
+    small = task(client.read(2))
+    exact = task(client.readexactly(3))
+    peer.write(b"123456")
+    assert await within(small) == b"12"
+    assert await within(exact) == b"345"
+    assert await within(client.read()) == b"6"
+    exact = task(client.readexactly(4))
+    peer.write(b"wxyz")
+    assert await within(exact) == b"wxyz"
+    assert not client.async_group._tasks and not client.async_group._tracked
+    await within(client.async_close())
+    await within(server.async_close())
+
+
+@pytest_twisted.ensureDeferred
 async def test_end_of_stream_during_read() -> None:
     """At end of stream read returns what is left, then raises ConnectionError."""
     server, client, peer = await connected_pair()

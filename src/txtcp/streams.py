@@ -116,18 +116,23 @@ class Group:
         "_pending_closers",
         "_state",
         "_tasks",
+        "_tracked",
     )
 
     _log = Logger()
 
     def __init__(self) -> None:
         self._state = _OPEN
-        # Each running task, and the Deferred its caller got (the task
-        # itself for a task tracked with _track).
+        # Each running task, and the Deferred its caller got.
         self._tasks: dict[Deferred[Any], Deferred[Any]] | None = None
+        # Running tasks tracked with _track.
+        self._tracked: list[Deferred[Any]] | None = None
         self._children: set[Group] | None = None
         self._parent: Group | None = None
-        self._closers: list[Callable[[], Deferred[None] | None]] | None = None
+        # None, one close callback, or a list of them.
+        self._closers: (
+            Callable[[], Deferred[None] | None] | list[Callable[[], Deferred[None] | None]] | None
+        ) = None
         self._pending_closers = 0
         self._closing_waiters: list[Deferred[None]] | None = None
         self._closed_waiters: list[Deferred[None]] | None = None
@@ -210,19 +215,20 @@ class Group:
 
     def _track(self, d: Deferred[Any]) -> None:
         """
-        Track C{d}, a running task whose errors the caller handles (its
-        errback is already on C{d}): closing the group cancels C{d} itself.
-        Cheaper than L{spawn}: no second C{Deferred}, no closure.
+        Track C{d}, a running task: closing the group cancels C{d} itself.
+        The caller handles C{d}'s result and calls L{_untrack} when it has
+        fired (cheaper than L{spawn}: no second C{Deferred}, no closure).
         """
-        tasks = self._tasks
-        if tasks is None:
-            tasks = self._tasks = {}
-        tasks[d] = d
-        d.addBoth(self._untrack, d)
+        tracked = self._tracked
+        if tracked is None:
+            self._tracked = [d]
+        else:
+            tracked.append(d)
 
-    def _untrack(self, value: object, d: Deferred[Any]) -> None:
-        if self._tasks is not None:
-            self._tasks.pop(d, None)
+    def _untrack(self, d: Deferred[Any]) -> None:
+        tracked = self._tracked
+        if tracked is not None and d in tracked:
+            tracked.remove(d)
         self._check_closed()
 
     def create_subgroup(self) -> Group:
@@ -245,9 +251,13 @@ class Group:
     def _on_close(self, closer: Callable[[], Deferred[None] | None]) -> None:
         """Run C{closer} when the group starts closing; the group is closed only
         once the C{Deferred} it returns (if any) has fired."""
-        if self._closers is None:
-            self._closers = []
-        self._closers.append(closer)
+        closers = self._closers
+        if closers is None:
+            self._closers = closer
+        elif isinstance(closers, list):
+            closers.append(closer)
+        else:
+            self._closers = [closers, closer]
 
     def close(self) -> None:
         """
@@ -263,13 +273,20 @@ class Group:
                 d.callback(None)
         if self._tasks:
             for task, outcome in list(self._tasks.items()):
-                if outcome is not task:
-                    outcome.addErrback(_ignore_cancelled)
+                outcome.addErrback(_ignore_cancelled)
+                task.cancel()
+        if self._tracked:
+            for task in list(self._tracked):
                 task.cancel()
         if self._children:
             for child in list(self._children):
                 child.close()
-        for closer in self._closers or ():
+        closers = self._closers
+        if closers is None:
+            closers = []
+        elif not isinstance(closers, list):
+            closers = [closers]
+        for closer in closers:
             try:
                 result = closer()
             except Exception:
@@ -288,7 +305,13 @@ class Group:
         self._check_closed()
 
     def _check_closed(self) -> None:
-        if self._state != _CLOSING or self._tasks or self._children or self._pending_closers:
+        if (
+            self._state != _CLOSING
+            or self._tasks
+            or self._tracked
+            or self._children
+            or self._pending_closers
+        ):
             return
         self._state = _CLOSED
         parent = self._parent
@@ -329,7 +352,8 @@ class Group:
 
     def __repr__(self) -> str:
         state = ("open", "closing", "closed")[self._state]
-        return f"<Group {state} tasks={len(self._tasks or ())}>"
+        tasks = len(self._tasks or ()) + len(self._tracked or ())
+        return f"<Group {state} tasks={tasks}>"
 
 
 _OPEN, _CLOSING, _CLOSED = range(3)
@@ -851,11 +875,13 @@ class Server(_Resource):
         d = _as_deferred(result)
         if d is None:
             return
-        d.addErrback(self._failed, stream)
-        if not d.called:
-            # The task runs in the connection's group: closing it cancels
-            # the task.
-            stream._group._track(d)
+        if d.called:
+            d.addErrback(self._failed, stream)
+            return
+        # The task runs in the connection's group: closing it cancels the
+        # task.  One callback (a plain function) handles its end.
+        stream._group._track(d)
+        d.addBoth(_task_done, self, stream, d)
 
     def _failed(self, failure: Failure, stream: Connection) -> None:
         if failure.check(CancelledError):
@@ -889,6 +915,13 @@ class Server(_Resource):
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed" if self.is_closed else "closing"
         return f"<streams.Server {state} {self._addresses}>"
+
+
+def _task_done(result: object, server: Server, stream: Connection, d: Deferred[Any]) -> None:
+    """The end of a task that L{Server} spawned for C{stream}."""
+    if isinstance(result, Failure):
+        server._failed(result, stream)
+    stream._group._untrack(d)
 
 
 # ---------------------------------------------------------------------------
