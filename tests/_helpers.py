@@ -132,11 +132,12 @@ async def connect(
 
 
 async def pair(
-    host: str = "127.0.0.1",
+    host: str = "127.0.0.1", connect_host: str | None = None
 ) -> tuple[txtcp.TcpServer, txtcp.TcpConnection, txtcp.TcpConnection]:
-    """A listening server, and both ends of one connection to it."""
+    """A listening server on C{host}, and both ends of one connection to it
+    (made to C{connect_host}, a name for example, when given)."""
     server = await listening(txtcp.TcpServer(host, 0))
     accepted = wait_event(server, "connect")
-    client_conn = await connect(host, server.port or 0)
+    client_conn = await connect(connect_host or host, server.port or 0)
     (server_conn,) = await accepted
     return server, client_conn, server_conn

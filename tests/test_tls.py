@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from _helpers import Collector, listening, wait_event, wait_for
+from _helpers import Collector, listening, pair, wait_event, wait_for
 from conftest import Certs
 from OpenSSL.SSL import Error as OpenSSLError
 from service_identity.exceptions import VerificationError
@@ -132,13 +132,7 @@ async def test_client_certificate_required(certs: Certs) -> None:
 @pytest_twisted.ensureDeferred
 async def test_start_tls_both_sides(certs: Certs) -> None:
     """A plain connection upgraded with start_tls on both ends (STARTTLS)."""
-    server = await listening(txtcp.TcpServer("127.0.0.1", 0))
-    accepted = wait_event(server, "connect")
-    client = txtcp.TcpClient()
-    connected = wait_event(client, "connect")
-    client.connect("localhost", server.port or 0)
-    (c,) = await connected
-    (s,) = await accepted
+    server, c, s = await pair(connect_host="localhost")
     srv, cli = Collector(s), Collector(c)
     steps: list[str] = []
 
@@ -176,13 +170,7 @@ async def test_start_tls_both_sides(certs: Certs) -> None:
 @pytest_twisted.ensureDeferred
 async def test_start_tls_wrong_host(certs: Certs) -> None:
     """start_tls verifies the host the client connected to by default."""
-    server = await listening(txtcp.TcpServer("127.0.0.1", 0))
-    accepted = wait_event(server, "connect")
-    client = txtcp.TcpClient()
-    connected = wait_event(client, "connect")
-    client.connect("127.0.0.1", server.port or 0)
-    (c,) = await connected
-    (s,) = await accepted
+    server, c, s = await pair()
     srv, cli = Collector(s), Collector(c)
     s.start_tls(server=True, certificate=certs.server_path)
     c.start_tls(trust_root=certs.ca_path, hostname="wrong.example")
@@ -196,13 +184,7 @@ async def test_start_tls_wrong_host(certs: Certs) -> None:
 @pytest_twisted.ensureDeferred
 async def test_start_tls_bad_arguments(certs: Certs) -> None:
     """start_tls without its required settings raises before changing anything."""
-    server = await listening(txtcp.TcpServer("127.0.0.1", 0))
-    accepted = wait_event(server, "connect")
-    client = txtcp.TcpClient()
-    connected = wait_event(client, "connect")
-    client.connect("127.0.0.1", server.port or 0)
-    (c,) = await connected
-    (s,) = await accepted
+    server, c, s = await pair()
     with pytest.raises(ValueError, match="certificate"):
         s.start_tls(server=True)
     with pytest.raises(ValueError, match="hostname"):
