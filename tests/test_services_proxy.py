@@ -574,6 +574,41 @@ async def test_in_application_round_trip() -> None:
     await closed
 
 
+async def test_proxy_turns_nagle_off_on_both_sides() -> None:
+    """The proxy's sockets to the client and to the upstream have TCP_NODELAY set."""
+    up = await upstream(echo=True)
+    service = proxy.proxy_service([LOOPBACK], up.connect_arg())
+    service.startService()
+    host, port = await service.listeners[0].when_listening()
+    conn = await connect(host, port)
+    got = Collector(conn)
+    conn.write(b"ping")
+    await wait_for(lambda: got.data == b"ping")
+    nodelay: dict[str, int] = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue  # not a socket
+        with sock:
+            try:
+                local, peer = sock.getsockname(), sock.getpeername()
+            except OSError:
+                continue  # listening, or not an internet socket
+            option = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            if local[1] == port:
+                nodelay["client side"] = option
+            elif peer[1] == up.port:
+                nodelay["upstream side"] = option
+    assert nodelay == {"client side": 1, "upstream side": 1}
+    stopped: Deferred[None] = service.stopService()
+    await got.wait_closed()
+    await stopped
+    closed = wait_event(up.server, "stop")
+    up.server.close()
+    await closed
+
+
 def test_example_runs() -> None:
     """docs/examples/services_proxy.py runs and prints the reply through the proxy."""
     result = subprocess.run(

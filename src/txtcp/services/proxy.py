@@ -9,6 +9,7 @@ or build it inside an application with L{proxy_service}.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from txtcp.core import (
     Relay,
     TcpClient,
     TcpConnection,
+    TxtcpError,
     check_timeout,
     client_endpoint,
     default_reactor,
@@ -367,6 +369,11 @@ class _ProxySession:
             return
         if self._service.send_proxy_header:
             upstream.write(proxy_header_v1(client.remote_address, client.local_address))
+        for conn in (client, upstream):
+            # A proxy passes bytes on as soon as they come: Nagle's delay is
+            # the ends' choice to make, not the proxy's.
+            with contextlib.suppress(TxtcpError, OSError):
+                conn.nodelay = True
         # Nothing per chunk here: the relay counts the bytes and notes the
         # time of the last activity, which the idle check reads.
         self._relay = relay(client, upstream)
