@@ -66,11 +66,17 @@ async def test_refused() -> None:
 async def test_timeout(silent_listener: tuple[str, int]) -> None:
     """A connect that gets no answer within timeout emits (socket.error, ETIMEDOUT)."""
     client = txtcp.TcpClient()
+    failures: list[Any] = []
+    client.on("connect_failure", failures.append)
     start = reactor.seconds()
     errtype, code = await connect_error(client, *silent_listener, timeout=0.5)
     assert errtype is socket.error
     assert code == errno.ETIMEDOUT
     assert 0.4 < reactor.seconds() - start < 5
+    await wait_for(lambda: failures)
+    assert [str(info.exception) for info in failures] == [
+        "User timeout caused connection failure: no connection within 0.5 seconds."
+    ]
 
 
 @pytest_twisted.ensureDeferred

@@ -169,13 +169,15 @@ class TcpClient(EventEmitter):
             if attempt._cancelled:
                 return
             exc: BaseException = reason.value or Exception(str(reason))
-            if timed_out:
+            if timed_out or (own_timeout and reason.check(ConnectTimeoutError)):
                 exc = ConnectTimeoutError(string=f"no connection within {limit} seconds")
             info = error_info(exc)
             self._emit("connect_error", info.errtype, info.errno)
             self._emit("connect_failure", info)
 
         job: Deferred[Any] | _Pending
+        # One address, one attempt: the connector's own timeout is the limit.
+        own_timeout = bool(limit) and type(endpoint) is _AddressEndpoint
         if type(endpoint) is _AddressEndpoint:
             job = endpoint.start(factory, connected, failed)
         else:
@@ -184,7 +186,7 @@ class TcpClient(EventEmitter):
             d.addErrback(lambda f: self._log.failure("Unexpected failure while connecting", f))
             job = d
         attempt = ConnectAttempt(job)
-        if limit is not None:
+        if limit is not None and not own_timeout:
 
             def expire() -> None:
                 timed_out.append(True)

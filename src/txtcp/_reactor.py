@@ -1,11 +1,14 @@
-# -*- test-case-name: tests.test_reactor -*-
+# -*- test-case-name: tests.test_exports -*-
 """
 The lazily looked-up default reactor.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
+
+# The global reactor once looked up: it is installed for good by then.
+_installed: Any = None
 
 
 def _default_reactor(loop: Any | None) -> Any:
@@ -16,8 +19,11 @@ def _default_reactor(loop: Any | None) -> Any:
     txtcp module is imported, so an application can install the reactor it
     wants (asyncio, for example) first.
     """
+    global _installed
     if loop is not None:
         return loop
-    from twisted.internet import reactor
+    if _installed is None:
+        from twisted.internet import reactor
 
-    return cast(Any, reactor)
+        _installed = reactor
+    return _installed
