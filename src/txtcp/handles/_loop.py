@@ -177,6 +177,9 @@ class Loop:
     def _add(self, handle: TCP) -> None:
         self._handles.add(handle)
 
+    def _forget(self, handle: TCP) -> None:
+        self._handles.discard(handle)
+
     def _any_active(self) -> bool:
         # A WeakSet guards its own iteration; no copy is needed.
         for handle in self._handles:  # noqa: SIM110

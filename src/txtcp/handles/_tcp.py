@@ -413,9 +413,10 @@ class TCP:
         host = sockaddr[0]
         if family == socket.AF_INET6 and len(sockaddr) == 4 and sockaddr[3]:
             host = f"{host}%{sockaddr[3]}"
+        # This client makes one attempt: its listeners need no removing.
         client = TcpClient(self._reactor)
-        client.once("connect", self._on_connected)
-        client.once("connect_error", self._on_connect_error)
+        client.on("connect", self._on_connected)
+        client.on("connect_error", self._on_connect_error)
         self._core_pending += 1
         client.connect(host, sockaddr[1], CONNECT_TIMEOUT, bind_address=bind)
 
@@ -845,6 +846,7 @@ class TCP:
         self._core_pending -= 1
         if self._closing or not self._connecting:
             conn.abort()
+            self._forget_if_done()
             return
         self._connecting = False
         self._attach(conn)
@@ -862,6 +864,7 @@ class TCP:
     def _on_connect_error(self, errtype: type[OSError], code: int) -> None:
         self._core_pending -= 1
         if self._closing or not self._connecting:
+            self._forget_if_done()
             return
         uv = uverrno.UV_EAI_NONAME if errtype is socket.gaierror else uverrno.from_errno(code)
         self._connect_failed(uv)
@@ -978,9 +981,16 @@ class TCP:
             return
         self._fail_requests(uverrno.UV_ECANCELED)
         self._close_done = True
+        self._forget_if_done()
         callback, self._close_cb = self._close_cb, None
         if callback is not None:
             self._loop._call(callback, self)
+
+    def _forget_if_done(self) -> None:
+        # A handle that is closed and waits for nothing never keeps its loop
+        # again: the loop stops looking at it.
+        if self._close_done and not self._core_pending:
+            self._loop._forget(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "open"
