@@ -641,6 +641,41 @@ async def test_coroutine_callback_runs_in_the_connection_group() -> None:
         await within(client.read())
 
 
+@pytest.mark.parametrize("first_await", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_callback_closing_its_own_connection_finishes(first_await: bool) -> None:
+    """
+    A coroutine callback that closes its own connection (before or after
+    its first await) is not cancelled by it: it runs to its end, nothing is
+    logged, and the connection's group closes once it has finished.
+    """
+    steps: list[str] = []
+    finished: Deferred[None] = Deferred()
+
+    async def handler(conn: streams.Connection) -> None:
+        if first_await:
+            steps.append(f"read {await conn.readexactly(2)!r}")
+        conn.close()
+        steps.append(f"closed, group closing: {conn.async_group.is_closing}")
+        await sleep(0.01)
+        steps.append(f"after close, group closed: {conn.async_group.is_closed}")
+        finished.callback(None)
+
+    with LogCapture() as logs:
+        server = await within(streams.listen(handler, LOCAL))
+        client = await within(streams.connect(server.addresses[0]))
+        if first_await:
+            client.write(b"hi")
+        await within(finished)
+        with pytest.raises(ConnectionError):
+            await within(client.read())
+        await within(server.async_close())
+    expected = ["read b'hi'"] if first_await else []
+    expected += ["closed, group closing: True", "after close, group closed: False"]
+    assert steps == expected
+    assert logs.failures == []
+
+
 @pytest.mark.parametrize("kind", ["function", "coroutine"])
 @pytest_twisted.ensureDeferred
 async def test_callback_that_raises(kind: str) -> None:

@@ -126,7 +126,8 @@ class Group:
         # Each running task, and the Deferred its caller got.
         self._tasks: dict[Deferred[Any], Deferred[Any]] | None = None
         # Running tasks tracked with _track.
-        self._tracked: list[Deferred[Any]] | None = None
+        # Running tasks of Server connection callbacks: (Deferred, coroutine).
+        self._tracked: list[tuple[Deferred[Any], Any]] | None = None
         self._children: set[Group] | None = None
         self._parent: Group | None = None
         # None, one close callback, or a list of them.
@@ -213,22 +214,26 @@ class Group:
         d.addBoth(done)
         return outcome
 
-    def _track(self, d: Deferred[Any]) -> None:
+    def _track(self, d: Deferred[Any], coro: object = None) -> None:
         """
-        Track C{d}, a running task: closing the group cancels C{d} itself.
-        The caller handles C{d}'s result and calls L{_untrack} when it has
-        fired (cheaper than L{spawn}: no second C{Deferred}, no closure).
+        Track C{d}, a running task (of C{coro}, when it runs a coroutine):
+        closing the group cancels C{d} itself.  The caller handles C{d}'s
+        result and calls L{_untrack} when it has fired (cheaper than
+        L{spawn}: no second C{Deferred}, no closure).
         """
         tracked = self._tracked
         if tracked is None:
-            self._tracked = [d]
+            self._tracked = [(d, coro)]
         else:
-            tracked.append(d)
+            tracked.append((d, coro))
 
     def _untrack(self, d: Deferred[Any]) -> None:
         tracked = self._tracked
-        if tracked is not None and d in tracked:
-            tracked.remove(d)
+        if tracked is not None:
+            for i, entry in enumerate(tracked):
+                if entry[0] is d:
+                    del tracked[i]
+                    break
         self._check_closed()
 
     def create_subgroup(self) -> Group:
@@ -276,8 +281,12 @@ class Group:
                 outcome.addErrback(_ignore_cancelled)
                 task.cancel()
         if self._tracked:
-            for task in list(self._tracked):
-                task.cancel()
+            for task, coro in list(self._tracked):
+                # A coroutine closing its own group is running: Twisted's
+                # cancel would only cancel what it last waited for, which
+                # has fired.  Leave it to finish, as cancel would.
+                if not getattr(coro, "cr_running", False):
+                    task.cancel()
         if self._children:
             for child in list(self._children):
                 child.close()
@@ -441,6 +450,15 @@ class _Resource:
 
 _READ, _EXACT, _LINE = range(3)
 
+#: A waiting read: fires with its bytes, or with the exception it raises.
+_Read = Deferred[bytes | BaseException]
+
+
+def _bytes_or_raise(result: bytes | BaseException) -> bytes:
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
 
 class Connection(_Resource):
     """
@@ -494,7 +512,7 @@ class Connection(_Resource):
         self._buffer = bytearray()
         # Waiting reads, in order: (Deferred, kind, n).  Rarely more than
         # one, so a list (a deque costs 600 bytes more per connection).
-        self._readers: list[tuple[Deferred[bytes], int, int]] = []
+        self._readers: list[tuple[_Read, int, int]] = []
         self._eof = False
         self._closed = False
         self._error: BaseException | None = None
@@ -593,7 +611,7 @@ class Connection(_Resource):
         if n == 0:
             return b""
         got = self._request(_READ, n)
-        return got if isinstance(got, bytes) else await got
+        return got if isinstance(got, bytes) else _bytes_or_raise(await got)
 
     async def readexactly(self, n: int) -> bytes:
         """
@@ -607,7 +625,7 @@ class Connection(_Resource):
         if n == 0:
             return b""
         got = self._request(_EXACT, n)
-        return got if isinstance(got, bytes) else await got
+        return got if isinstance(got, bytes) else _bytes_or_raise(await got)
 
     async def readline(self) -> bytes:
         """
@@ -618,9 +636,9 @@ class Connection(_Resource):
         @raise ConnectionError: end of stream with nothing buffered.
         """
         got = self._request(_LINE, 0)
-        return got if isinstance(got, bytes) else await got
+        return got if isinstance(got, bytes) else _bytes_or_raise(await got)
 
-    def _request(self, kind: int, n: int) -> bytes | Deferred[bytes]:
+    def _request(self, kind: int, n: int) -> bytes | _Read:
         """The bytes at once when they are buffered (and no read waits), or
         a C{Deferred} of them; raises at once at end of stream."""
         readers = self._readers
@@ -632,13 +650,13 @@ class Connection(_Resource):
                 if isinstance(taken, BaseException):
                     raise taken
                 return taken
-        d: Deferred[bytes] = Deferred(self._cancel_read)
+        d: _Read = Deferred(self._cancel_read)
         readers.append((d, kind, n))
         if self._reading_paused:
             self._update_pause()
         return d
 
-    def _cancel_read(self, d: Deferred[bytes]) -> None:
+    def _cancel_read(self, d: _Read) -> None:
         readers = self._readers
         for i, entry in enumerate(readers):
             if entry[0] is d:
@@ -703,10 +721,9 @@ class Connection(_Resource):
                     if taken is None:
                         break
                     del readers[0]
-                    if isinstance(taken, BaseException):
-                        d.errback(taken)
-                    else:
-                        d.callback(taken)
+                    # An exception is the read's result too: the read raises
+                    # it, with no Failure made on the way.
+                    d.callback(taken)
                 self._update_pause()
                 if not self._again:
                     break
@@ -880,7 +897,7 @@ class Server(_Resource):
             return
         # The task runs in the connection's group: closing it cancels the
         # task.  One callback (a plain function) handles its end.
-        stream._group._track(d)
+        stream._group._track(d, result)
         d.addBoth(_task_done, self, stream, d)
 
     def _failed(self, failure: Failure, stream: Connection) -> None:
@@ -982,8 +999,9 @@ async def connect(
         if not connected.called:
             connected.errback(info.to_exception())
 
-    client.once("connect", on_connect)
-    client.once("connect_failure", on_failure)
+    # This client makes one attempt: its listeners need no removing.
+    client.on("connect", on_connect)
+    client.on("connect_failure", on_failure)
     _rendezvous.connecting += 1
     try:
         if hostname is not None and hostname != host:
