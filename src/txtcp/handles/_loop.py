@@ -128,8 +128,12 @@ class Loop:
         self._stopping = False
         try:
             if mode == UV_RUN_DEFAULT:
+                # Calls that are due run before the first wait and after
+                # every wait, as in the reactor's own loop.
+                self._reactor.runUntilCurrent()
                 while not self._stopping and self._any_active():
-                    self._turn(self._wait())
+                    self._reactor.doIteration(self._wait())
+                    self._reactor.runUntilCurrent()
             elif mode == UV_RUN_ONCE:
                 self._turn(self._wait() if self._any_active() else 0.0)
             else:
