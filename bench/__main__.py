@@ -69,7 +69,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         choices=("one-cpu", "free"),
         help="one-cpu: pin every process to one CPU, so figures are the CPU cost of "
         "all ends and the scheduler's placement does not swamp them; free: let the "
-        "kernel place them [one-cpu; quick: free]",
+        "kernel place them; with one-cpu the proxy workloads are run unpinned too, "
+        "as the placement of three processes is part of a proxy's latency "
+        "[one-cpu; quick: free]",
     )
     p.add_argument(
         "--out",
@@ -186,8 +188,11 @@ def main(argv: list[str]) -> int:
         _report.WORKLOADS,
     )
     direct.workloads = [w for w in _report.WORKLOADS if w[0] in args.only]
+    pinned = layout.cpus is not None
     proxies = _report.Table(
-        PROXY_BASELINE, [(p.name, p.label) for p in PROXIES], _report.PROXY_WORKLOADS
+        PROXY_BASELINE,
+        [(p.name, p.label) for p in PROXIES],
+        _report.PROXY_WORKLOADS + (_report.PROXY_FREE_WORKLOADS if pinned else ()),
     )
     if "proxy" not in args.only:
         proxies.workloads = []
@@ -218,7 +223,9 @@ def main(argv: list[str]) -> int:
             for name in rotated(runnable_proxies, r):
                 s = proxies.get(name, key)
                 try:
-                    value = measure_proxy(name, key, sizes, layout)
+                    workload = key.removesuffix("-free")
+                    where_to = layout if workload == key else Layout(None)
+                    value = measure_proxy(name, workload, sizes, where_to)
                     where = f"round {r + 1}/{sizes.rounds} proxy {title:10} {name:12}"
                     log(f"{where} {value:12.2f} {unit}")
                 except MeasurementError as exc:
@@ -234,7 +241,8 @@ def main(argv: list[str]) -> int:
         "machine": machine(),
         "versions": versions(),
         "command": command,
-        "layout": layout.describe(),
+        "layout": layout.describe()
+        + ("; the proxy table's unpinned columns: processes unpinned" if pinned else ""),
         "sizes": (
             f"{sizes.rounds} round(s); bulk {args.bulk_mib} MiB in {CHUNK // 1024} KiB writes; "
             f"ping-pong {MSG}-byte messages and connection rate for {sizes.seconds:g} s each; "
@@ -268,7 +276,9 @@ def replot(path: Path, out: Path | None) -> int:
 
     data = json.loads(path.read_text())
     direct = _report.table_from_json(data["direct"], _report.WORKLOADS)
-    proxies = _report.table_from_json(data["proxy"], _report.PROXY_WORKLOADS)
+    proxies = _report.table_from_json(
+        data["proxy"], _report.PROXY_WORKLOADS + _report.PROXY_FREE_WORKLOADS
+    )
     write(data["meta"], direct, proxies, out)
     return 0
 
