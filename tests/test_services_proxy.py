@@ -591,10 +591,12 @@ async def test_proxy_turns_nagle_off_on_both_sides() -> None:
         except OSError:
             continue  # not a socket
         with sock:
+            if sock.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
             try:
                 local, peer = sock.getsockname(), sock.getpeername()
             except OSError:
-                continue  # listening, or not an internet socket
+                continue  # listening
             option = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
             if local[1] == port:
                 nodelay["client side"] = option

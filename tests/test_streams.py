@@ -650,9 +650,11 @@ async def test_callback_closing_its_own_connection_finishes(first_await: bool) -
     logged, and the connection's group closes once it has finished.
     """
     steps: list[str] = []
+    groups: list[streams.Group] = []
     finished: Deferred[None] = Deferred()
 
     async def handler(conn: streams.Connection) -> None:
+        groups.append(conn.async_group)
         if first_await:
             steps.append(f"read {await conn.readexactly(2)!r}")
         conn.close()
@@ -667,6 +669,7 @@ async def test_callback_closing_its_own_connection_finishes(first_await: bool) -
         if first_await:
             client.write(b"hi")
         await within(finished)
+        await wait_for(lambda: groups[0].is_closed)
         with pytest.raises(ConnectionError):
             await within(client.read())
         await within(server.async_close())

@@ -176,9 +176,10 @@ class TcpClient(EventEmitter):
             self._emit("connect_failure", info)
 
         job: Deferred[Any] | _Pending
+        literal = type(endpoint) is _AddressEndpoint
         # One address, one attempt: the connector's own timeout is the limit.
-        own_timeout = bool(limit) and type(endpoint) is _AddressEndpoint
-        if type(endpoint) is _AddressEndpoint:
+        own_timeout = bool(limit) and literal
+        if literal:
             job = endpoint.start(factory, connected, failed)
         else:
             d: Deferred[Any] = endpoint.connect(factory)

@@ -125,8 +125,7 @@ class Group:
         self._state = _OPEN
         # Each running task, and the Deferred its caller got.
         self._tasks: dict[Deferred[Any], Deferred[Any]] | None = None
-        # Running tasks tracked with _track.
-        # Running tasks of Server connection callbacks: (Deferred, coroutine).
+        # Running tasks tracked with _track: (Deferred, coroutine or None).
         self._tracked: list[tuple[Deferred[Any], Any]] | None = None
         self._children: set[Group] | None = None
         self._parent: Group | None = None
