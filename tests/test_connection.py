@@ -594,3 +594,44 @@ async def test_end_with_nothing_buffered_closes(host: str) -> None:
     assert c.local_address == s.remote_address
     assert await fds_back_to(before - 2) <= before - 2
     server.close()
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("action", ["close", "write-close", "write-big-close", "close-abort"])
+async def test_end_listener_that_closes(action: str) -> None:
+    """An end listener may close (after writing, or then abort): what it wrote arrives
+    whole, close is emitted once, after end; with nothing left to send (the kernel took
+    it all), in the same reactor turn."""
+    from twisted.internet import reactor
+
+    payload = {"write-close": b"bye", "write-big-close": os.urandom(8 * 1024 * 1024)}.get(
+        action, b""
+    )
+    server, c, s = await pair()
+    before = open_fds()
+    srv = Collector(s)
+    c.allow_half_open = True
+    cli = Collector(c)
+
+    def on_end() -> None:
+        reactor.callLater(0, srv.events.append, "next turn")
+        if payload:
+            s.write(payload)
+        s.close()
+        if action == "close-abort":
+            s.abort()
+
+    s.on("end", on_end)
+    c.shutdown()
+    await srv.wait_closed()
+    await cli.wait_closed()
+    assert sha256(cli.data) == sha256(payload)
+    await wait_for(lambda: len(srv.events) == 3)
+    if action in ("close", "write-close"):
+        assert srv.events == ["end", "close", "next turn"]
+    else:  # flushing 8 MiB, or an abort, takes turns
+        assert srv.events == ["end", "next turn", "close"]
+    # The abort wins over the close: the peer sees a reset.
+    assert cli.events[-2:] == (["error", "close"] if action == "close-abort" else ["end", "close"])
+    assert await fds_back_to(before - 2) <= before - 2
+    server.close()

@@ -57,6 +57,10 @@ _TLS = 16
 _TRANSPORT_PAUSED = 32
 _WRITE_PAUSED = 64
 _HALF_OPEN = 128
+# Emitting the peer's end of stream read from a plain TCP transport, and
+# close() was called by one of its listeners (see _end).
+_ENDING = 256
+_CLOSE_ASKED = 512
 
 # Markers queued behind undelivered data: the peer's end of stream, and the
 # loss of the connection.
@@ -254,19 +258,37 @@ class TcpConnection(EventEmitter):
 
     def _end(self, from_transport: bool = False) -> None:
         self._ended = True
-        self._emit("end")
-        if self._closed or self._closing:
+        if not from_transport or self._direct is None or self._relay is not None:
+            self._emit("end")
+            if self._closed or self._closing:
+                return
+            if not self._flags & _HALF_OPEN:
+                self.close()
+            elif self._write_shut:
+                self._transport.loseConnection()
             return
-        if not self._flags & _HALF_OPEN:
-            if from_transport and self._relay is None and self._unbuffered_tcp():
-                # Nothing to flush: close at once, as Twisted itself does on
-                # an end of stream, rather than a reactor turn later.
-                self._closing = True
+        # The transport's end of stream on plain TCP: when nothing is left to
+        # flush, the connection closes at once, as Twisted itself does on an
+        # end of stream, rather than a reactor turn later; also when an end
+        # listener is the one that closes.
+        self._flags |= _ENDING
+        try:
+            self._emit("end")
+        finally:
+            flags = self._flags
+            self._flags = flags & ~(_ENDING | _CLOSE_ASKED)
+        if self._closed or flags & _ABORTED:
+            return
+        if flags & _CLOSE_ASKED or (not self._closing and not flags & _HALF_OPEN):
+            self._closing = True
+            if self._relay is None and self._unbuffered_tcp():
                 self._forget_transport_producer()
                 self._transport.connectionLost(_DONE)
-            else:
-                self.close()
-        elif self._write_shut:
+                return
+            if self._relay is not None:
+                self._relay._leave_splice()
+            self._lose_connection()
+        elif not self._closing and self._write_shut:
             self._transport.loseConnection()
 
     def _unbuffered_tcp(self) -> bool:
@@ -387,6 +409,12 @@ class TcpConnection(EventEmitter):
         if self._relay is not None:
             self._relay._leave_splice()
         self._closing = True
+        if self._flags & _ENDING:
+            self._flags |= _CLOSE_ASKED  # _end finishes it once its listeners ran
+            return
+        self._lose_connection()
+
+    def _lose_connection(self) -> None:
         if self._finish_queued_loss():
             return
         self._forget_transport_producer()
