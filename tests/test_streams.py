@@ -396,7 +396,7 @@ async def test_waiting_reads_take_arriving_data_in_order() -> None:
     exact = task(client.readexactly(4))
     peer.write(b"wxyz")
     assert await within(exact) == b"wxyz"
-    assert not client.async_group._tasks and not client.async_group._tracked
+    assert not client.async_group._tasks
     await within(client.async_close())
     await within(server.async_close())
 

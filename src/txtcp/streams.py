@@ -26,9 +26,10 @@ This module depends only on L{txtcp.core}.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
-from typing import Any, NamedTuple, TypeVar, overload
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Hashable
+from contextvars import copy_context
+from inspect import isawaitable, iscoroutine, isgenerator
+from typing import Any, NamedTuple, TypeVar, cast, overload
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.logger import Logger
@@ -98,8 +99,8 @@ class Group:
 
     A group is open, then closing (L{close} was called: every task still
     running is cancelled, every subgroup is closed), then closed (every task
-    has finished and every subgroup is closed).  Tasks are C{Deferred}s;
-    a coroutine spawned here may await C{Deferred}s and other coroutines.
+    has finished and every subgroup is closed).  A coroutine spawned here
+    may await C{Deferred}s and other coroutines.
 
     Usable as C{async with Group() as group:}; leaving the block closes the
     group and waits until it is closed.
@@ -116,17 +117,14 @@ class Group:
         "_pending_closers",
         "_state",
         "_tasks",
-        "_tracked",
     )
 
     _log = Logger()
 
     def __init__(self) -> None:
         self._state = _OPEN
-        # Each running task, and the Deferred its caller got.
-        self._tasks: dict[Deferred[Any], Deferred[Any]] | None = None
-        # Running tasks tracked with _track: (Deferred, coroutine or None).
-        self._tracked: list[tuple[Deferred[Any], Any]] | None = None
+        # None, the one running task, or a list of them.
+        self._tasks: _Task | list[_Task] | None = None
         self._children: set[Group] | None = None
         self._parent: Group | None = None
         # None, one close callback, or a list of them.
@@ -165,8 +163,9 @@ class Group:
 
     def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         """
-        Call C{fn(*args, **kwargs)} and track what it returns (a coroutine
-        is run with C{Deferred.fromCoroutine}) until it finishes.
+        Call C{fn(*args, **kwargs)} and track what it returns until it
+        finishes.  A coroutine runs as with C{Deferred.fromCoroutine}: at
+        once, in a copy of the current C{contextvars} context.
 
         @return: a C{Deferred} of C{fn}'s result.  Cancelling it cancels the
             task (the C{Deferred} fails with C{CancelledError} at once; the
@@ -186,54 +185,35 @@ class Group:
             result = fn(*args, **kwargs)
         except Exception:
             return fail()
-        d = _as_deferred(result)
-        if d is None:
+        if isinstance(result, Deferred) and result.called:
+            return result
+        coro = _as_coroutine(result)
+        if coro is None:
             return succeed(result)
-        if d.called:
-            return d
-        # The caller gets its own Deferred: the group's bookkeeping stays off
-        # the task's callback chain.
-        outcome: Deferred[Any] = Deferred(lambda _: d.cancel())
-        tasks = self._tasks
-        if tasks is None:
-            tasks = self._tasks = {}
-        tasks[d] = outcome
-
-        def done(value: object) -> None:
-            if self._tasks is not None:
-                self._tasks.pop(d, None)
-            if not outcome.called:
-                outcome.callback(value)
-            elif isinstance(value, Failure) and not value.check(CancelledError):
-                self._log.failure(
-                    "A task of {group!r} failed after it was cancelled", value, group=self
-                )
-            self._check_closed()
-
-        d.addBoth(done)
+        task = _SpawnedTask(coro, self)
+        outcome: Deferred[Any] = Deferred(task._cancel_outcome)
+        task._outcome = outcome
+        self._track(task)
+        task._run(None, False)
         return outcome
 
-    def _track(self, d: Deferred[Any], coro: object = None) -> None:
-        """
-        Track C{d}, a running task (of C{coro}, when it runs a coroutine):
-        closing the group cancels C{d} itself.  The caller handles C{d}'s
-        result and calls L{_untrack} when it has fired (cheaper than
-        L{spawn}: no second C{Deferred}, no closure).
-        """
-        tracked = self._tracked
-        if tracked is None:
-            self._tracked = [(d, coro)]
+    def _track(self, task: _Task) -> None:
+        """Track C{task} until it calls L{_untrack}; closing the group cancels it."""
+        tasks = self._tasks
+        if tasks is None:
+            self._tasks = task
+        elif isinstance(tasks, list):
+            tasks.append(task)
         else:
-            tracked.append((d, coro))
+            self._tasks = [tasks, task]
 
-    def _untrack(self, d: Deferred[Any]) -> None:
-        tracked = self._tracked
-        if tracked is not None:
-            for i, entry in enumerate(tracked):
-                if entry[0] is d:
-                    del tracked[i]
-                    break
-        self._check_closed()
+    def _untrack(self, task: _Task) -> None:
+        """Forget C{task}, which has finished (L{_check_closed} is up to the caller)."""
+        tasks = self._tasks
+        if tasks is task:
+            self._tasks = None
+        elif isinstance(tasks, list) and task in tasks:
+            tasks.remove(task)
 
     def create_subgroup(self) -> Group:
         """
@@ -275,21 +255,18 @@ class Group:
             waiters, self._closing_waiters = self._closing_waiters, None
             for d in waiters:
                 d.callback(None)
-        if self._tasks:
-            for task, outcome in list(self._tasks.items()):
-                outcome.addErrback(_ignore_cancelled)
-                task.cancel()
-        if self._tracked:
-            for task, coro in list(self._tracked):
-                # A coroutine closing its own group is running: Twisted's
-                # cancel would only cancel what it last waited for, which
-                # has fired.  Leave it to finish, as cancel would.
-                if not getattr(coro, "cr_running", False):
-                    task.cancel()
+        tasks = self._tasks
+        if tasks is not None:
+            # A task whose coroutine is running (it closed its own group) is
+            # left to finish: there is nothing it waits for to cancel.
+            for task in list(tasks) if isinstance(tasks, list) else (tasks,):
+                task._close()
         if self._children:
             for child in list(self._children):
                 child.close()
-        closers = self._closers
+        # The callbacks are forgotten once run: a resource's callback holds
+        # the resource, which holds this group.
+        closers, self._closers = self._closers, None
         if closers is None:
             closers = []
         elif not isinstance(closers, list):
@@ -313,13 +290,7 @@ class Group:
         self._check_closed()
 
     def _check_closed(self) -> None:
-        if (
-            self._state != _CLOSING
-            or self._tasks
-            or self._tracked
-            or self._children
-            or self._pending_closers
-        ):
+        if self._state != _CLOSING or self._tasks or self._children or self._pending_closers:
             return
         self._state = _CLOSED
         parent = self._parent
@@ -360,22 +331,21 @@ class Group:
 
     def __repr__(self) -> str:
         state = ("open", "closing", "closed")[self._state]
-        tasks = len(self._tasks or ()) + len(self._tracked or ())
-        return f"<Group {state} tasks={tasks}>"
+        tasks = self._tasks
+        count = 0 if tasks is None else len(tasks) if isinstance(tasks, list) else 1
+        return f"<Group {state} tasks={count}>"
 
 
 _OPEN, _CLOSING, _CLOSED = range(3)
 
 
-def _as_deferred(result: object) -> Deferred[Any] | None:
-    """C{result} as a C{Deferred} (a coroutine or other awaitable is run),
-    or C{None} when it is a plain value."""
-    if isinstance(result, Deferred):
+def _as_coroutine(result: object) -> Coroutine[Any, Any, Any] | None:
+    """C{result} as a coroutine to run: itself, or one awaiting it (a
+    C{Deferred} or another awaitable); C{None} when it is a plain value."""
+    if iscoroutine(result):
         return result
-    if inspect.iscoroutine(result):
-        return Deferred.fromCoroutine(result)
-    if inspect.isawaitable(result):
-        return Deferred.fromCoroutine(_await(result))
+    if isinstance(result, Deferred) or isawaitable(result):
+        return _await(result)
     return None
 
 
@@ -397,6 +367,142 @@ def _waiter(waiters: list[Deferred[None]]) -> Deferred[None]:
     d: Deferred[None] = Deferred(cancel)
     waiters.append(d)
     return d
+
+
+# ---------------------------------------------------------------------------
+# Tasks: the coroutines this module starts itself
+
+
+class _Task:
+    """
+    A coroutine run as C{Deferred.fromCoroutine} runs one: each step in
+    the same copy of the C{contextvars} context current at its start; an
+    awaited C{Deferred} resumes it with its result (a failure is thrown
+    in), a yielded coroutine or generator runs as C{Deferred.fromCoroutine}
+    runs it, anything else yielded is sent straight back.  A waiting read
+    of a L{Connection} resumes it straight from the data, without a
+    C{Deferred}.  Subclasses get its end in L{_finish}.
+    """
+
+    __slots__ = ("_context", "_coro", "_fired", "_waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self._coro = coro
+        self._context = copy_context()
+        # What the coroutine waits for: None while it runs (or has ended).
+        self._waiting: _Wait | Deferred[Any] | None = None
+        # The result of a Deferred that fired while its callback was added.
+        self._fired: object = _NOTHING
+
+    def _run(self, value: object, throw: bool) -> None:
+        """Send C{value} in (throw it in, when C{throw}: an exception or a
+        L{Failure}) and go on until the coroutine waits or ends."""
+        coro = self._coro
+        run = self._context.run
+        while True:
+            try:
+                if not throw:
+                    yielded = run(coro.send, value)
+                elif isinstance(value, Failure):
+                    yielded = run(value.throwExceptionIntoGenerator, coro)
+                else:
+                    yielded = run(coro.throw, cast(BaseException, value))
+            except StopIteration as e:
+                self._finish(e.value)
+                return
+            except BaseException:
+                self._finish(Failure())
+                return
+            if type(yielded) is _Wait:
+                yielded._task = self
+                self._waiting = yielded
+                return
+            if not isinstance(yielded, Deferred):
+                if not (iscoroutine(yielded) or isgenerator(yielded)):
+                    value, throw = yielded, False
+                    continue
+                yielded = Deferred.fromCoroutine(cast(Coroutine[Any, Any, Any], yielded))
+            yielded.addBoth(self._resume)
+            value, self._fired = self._fired, _NOTHING
+            if value is _NOTHING:
+                self._waiting = yielded
+                return
+            throw = isinstance(value, Failure)
+
+    def _resume(self, result: object) -> None:
+        """The awaited C{Deferred} fired (its result is consumed)."""
+        if self._waiting is None:
+            # It fired while _run added this callback: _run goes on.
+            self._fired = result
+            return
+        self._waiting = None
+        self._run(result, isinstance(result, Failure))
+
+    def _wake(self, result: bytes | BaseException) -> None:
+        """The awaited read got its bytes, or the exception it raises."""
+        self._waiting = None
+        self._run(result, isinstance(result, BaseException))
+
+    def cancel(self) -> None:
+        """
+        Cancel what the coroutine waits for, as cancelling the C{Deferred}
+        of C{Deferred.fromCoroutine} does: a waiting read gives up its place
+        and raises C{CancelledError}; an awaited C{Deferred} is cancelled.
+        Nothing happens while the coroutine runs.
+        """
+        waiting = self._waiting
+        if isinstance(waiting, _Wait):
+            waiting._drop()
+            self._waiting = None
+            self._run(CancelledError(), True)
+        elif waiting is not None:
+            waiting.cancel()
+
+    def _close(self) -> None:
+        """Its group is closing."""
+        self.cancel()
+
+    def _finish(self, result: object) -> None:
+        """The coroutine returned C{result}, or raised (a L{Failure})."""
+        raise NotImplementedError
+
+
+_NOTHING: Any = object()
+
+
+class _SpawnedTask(_Task):
+    """A task of L{Group.spawn}: its end fires C{_outcome}."""
+
+    __slots__ = ("_group", "_outcome")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], group: Group) -> None:
+        _Task.__init__(self, coro)
+        self._group = group
+        # The Deferred spawn() returned; forgotten at the end (its canceller
+        # holds this task).
+        self._outcome: Deferred[Any] | None = None
+
+    def _cancel_outcome(self, outcome: Deferred[Any]) -> None:
+        self.cancel()
+
+    def _close(self) -> None:
+        # Consumed after the callbacks already added: a coroutine awaiting
+        # the task still sees the CancelledError.
+        if self._outcome is not None:
+            self._outcome.addErrback(_ignore_cancelled)
+        self.cancel()
+
+    def _finish(self, result: object) -> None:
+        group = self._group
+        group._untrack(self)
+        outcome, self._outcome = self._outcome, None
+        if outcome is not None and not outcome.called:
+            outcome.callback(result)
+        elif isinstance(result, Failure) and not result.check(CancelledError):
+            group._log.failure(
+                "A task of {group!r} failed after it was cancelled", result, group=group
+            )
+        group._check_closed()
 
 
 class _Resource:
@@ -449,14 +555,58 @@ class _Resource:
 
 _READ, _EXACT, _LINE = range(3)
 
-#: A waiting read: fires with its bytes, or with the exception it raises.
-_Read = Deferred[bytes | BaseException]
 
+class _Wait:
+    """
+    A waiting read of a L{Connection}: what C{read}, C{readexactly} and
+    C{readline} await when nothing can be taken yet.  It gets its bytes, or
+    the exception the read raises.
 
-def _bytes_or_raise(result: bytes | BaseException) -> bytes:
-    if isinstance(result, BaseException):
-        raise result
-    return result
+    A L{_Task} takes it as it is and is resumed by L{_fire} directly; any
+    other runner (Twisted's sends back what is not a C{Deferred}) gets a
+    C{Deferred} instead.
+    """
+
+    __slots__ = ("_conn", "_deferred", "_kind", "_n", "_task")
+
+    def __init__(self, conn: Connection, kind: int, n: int) -> None:
+        self._conn = conn
+        self._kind = kind
+        self._n = n
+        self._task: _Task | None = None
+        self._deferred: Deferred[bytes | BaseException] | None = None
+
+    def __await__(self) -> Generator[Any, Any, bytes]:
+        result = yield self
+        if result is self:
+            d = self._deferred = Deferred(self._cancel)
+            result = yield d
+            if not isinstance(result, bytes):
+                try:
+                    raise result
+                finally:
+                    # The traceback holds this frame: no cycle through it.
+                    del result
+        return result  # type: ignore[no-any-return]
+
+    def _fire(self, result: bytes | BaseException) -> None:
+        task = self._task
+        if task is not None:
+            self._task = None
+            task._wake(result)
+            return
+        d, self._deferred = self._deferred, None
+        if d is not None:
+            d.callback(result)
+
+    def _drop(self) -> None:
+        """Give up the read's place; it takes nothing."""
+        self._task = None
+        self._conn._drop_read(self)
+
+    def _cancel(self, d: Deferred[bytes | BaseException]) -> None:
+        self._deferred = None
+        self._conn._drop_read(self)
 
 
 class Connection(_Resource):
@@ -509,9 +659,9 @@ class Connection(_Resource):
         self._conn = conn
         self._group = group if group is not None else Group()
         self._buffer = bytearray()
-        # Waiting reads, in order: (Deferred, kind, n).  Rarely more than
-        # one, so a list (a deque costs 600 bytes more per connection).
-        self._readers: list[tuple[_Read, int, int]] = []
+        # Waiting reads, in order.  Rarely more than one, so a list (a
+        # deque costs 600 bytes more per connection).
+        self._readers: list[_Wait] = []
         self._eof = False
         self._closed = False
         self._error: BaseException | None = None
@@ -610,7 +760,7 @@ class Connection(_Resource):
         if n == 0:
             return b""
         got = self._request(_READ, n)
-        return got if isinstance(got, bytes) else _bytes_or_raise(await got)
+        return got if isinstance(got, bytes) else await got
 
     async def readexactly(self, n: int) -> bytes:
         """
@@ -624,7 +774,7 @@ class Connection(_Resource):
         if n == 0:
             return b""
         got = self._request(_EXACT, n)
-        return got if isinstance(got, bytes) else _bytes_or_raise(await got)
+        return got if isinstance(got, bytes) else await got
 
     async def readline(self) -> bytes:
         """
@@ -635,30 +785,35 @@ class Connection(_Resource):
         @raise ConnectionError: end of stream with nothing buffered.
         """
         got = self._request(_LINE, 0)
-        return got if isinstance(got, bytes) else _bytes_or_raise(await got)
+        return got if isinstance(got, bytes) else await got
 
-    def _request(self, kind: int, n: int) -> bytes | _Read:
+    def _request(self, kind: int, n: int) -> bytes | _Wait:
         """The bytes at once when they are buffered (and no read waits), or
-        a C{Deferred} of them; raises at once at end of stream."""
+        a L{_Wait} for them; raises at once at end of stream."""
         readers = self._readers
         if not readers:
             taken = self._take(kind, n)
             if taken is not None:
                 if self._reading_paused:
                     self._update_pause()
-                if isinstance(taken, BaseException):
+                if isinstance(taken, bytes):
+                    return taken
+                try:
                     raise taken
-                return taken
-        d: _Read = Deferred(self._cancel_read)
-        readers.append((d, kind, n))
+                finally:
+                    # The traceback holds this frame: no cycle through it.
+                    del taken
+        wait = _Wait(self, kind, n)
+        readers.append(wait)
         if self._reading_paused:
             self._update_pause()
-        return d
+        return wait
 
-    def _cancel_read(self, d: _Read) -> None:
+    def _drop_read(self, wait: _Wait) -> None:
+        """Remove C{wait} from the waiting reads, if it is there."""
         readers = self._readers
         for i, entry in enumerate(readers):
-            if entry[0] is d:
+            if entry is wait:
                 del readers[i]
                 self._serve()
                 return
@@ -715,14 +870,14 @@ class Connection(_Resource):
                 self._again = False
                 readers = self._readers
                 while readers:
-                    d, kind, n = readers[0]
-                    taken = self._take(kind, n)
+                    wait = readers[0]
+                    taken = self._take(wait._kind, wait._n)
                     if taken is None:
                         break
                     del readers[0]
                     # An exception is the read's result too: the read raises
                     # it, with no Failure made on the way.
-                    d.callback(taken)
+                    wait._fire(taken)
                 self._update_pause()
                 if not self._again:
                     break
@@ -740,10 +895,12 @@ class Connection(_Resource):
         if readers and not self._buffer and not self._serving:
             # Fast path: the first waiting read takes all of C{data} as is,
             # without a trip through the buffer.
-            d, kind, n = readers[0]
+            wait = readers[0]
+            kind = wait._kind
+            n = wait._n
             if (kind == _READ and (n < 0 or n >= len(data))) or (kind == _EXACT and n == len(data)):
                 del readers[0]
-                d.callback(data)
+                wait._fire(data)
                 return
         self._buffer += data
         if readers or len(self._buffer) >= READ_LIMIT:
@@ -882,22 +1039,18 @@ class Server(_Resource):
         if not self._group.is_open or not stream.is_open:
             stream.close()
             return
-        cb = self._cb
         try:
-            result = cb(stream)
+            result = self._cb(stream)
         except Exception:
             self._failed(Failure(), stream)
             return
-        d = _as_deferred(result)
-        if d is None:
-            return
-        if d.called:
-            d.addErrback(self._failed, stream)
-            return
-        # The task runs in the connection's group: closing it cancels the
-        # task.  One callback (a plain function) handles its end.
-        stream._group._track(d, result)
-        d.addBoth(_task_done, self, stream, d)
+        coro = _as_coroutine(result)
+        if coro is not None:
+            # The task runs in the connection's group: closing it cancels
+            # the task.
+            task = _CallbackTask(coro, self, stream)
+            stream._group._track(task)
+            task._run(None, False)
 
     def _failed(self, failure: Failure, stream: Connection) -> None:
         if failure.check(CancelledError):
@@ -933,11 +1086,23 @@ class Server(_Resource):
         return f"<streams.Server {state} {self._addresses}>"
 
 
-def _task_done(result: object, server: Server, stream: Connection, d: Deferred[Any]) -> None:
-    """The end of a task that L{Server} spawned for C{stream}."""
-    if isinstance(result, Failure):
-        server._failed(result, stream)
-    stream._group._untrack(d)
+class _CallbackTask(_Task):
+    """The task of a coroutine C{connection_cb}, in its connection's group."""
+
+    __slots__ = ("_server", "_stream")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], server: Server, stream: Connection) -> None:
+        _Task.__init__(self, coro)
+        self._server = server
+        self._stream = stream
+
+    def _finish(self, result: object) -> None:
+        stream = self._stream
+        if isinstance(result, Failure):
+            self._server._failed(result, stream)
+        group = stream._group
+        group._untrack(self)
+        group._check_closed()
 
 
 # ---------------------------------------------------------------------------
