@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Hashable
 from contextvars import copy_context
 from inspect import isawaitable, iscoroutine, isgenerator
-from typing import Any, NamedTuple, TypeVar, cast, overload
+from typing import Any, NamedTuple, NoReturn, TypeVar, cast, overload
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.logger import Logger
@@ -562,9 +562,12 @@ class _Wait:
     C{readline} await when nothing can be taken yet.  It gets its bytes, or
     the exception the read raises.
 
-    A L{_Task} takes it as it is and is resumed by L{_fire} directly; any
-    other runner (Twisted's sends back what is not a C{Deferred}) gets a
-    C{Deferred} instead.
+    It is its own iterator for C{await} (no generator per wait): a L{_Task}
+    takes it as it is, and L{_fire} resumes the task straight away; any other
+    runner (Twisted's sends back what is not a C{Deferred}) gets a
+    C{Deferred} to wait on instead.  It has no C{close} method: with one,
+    it would pass for a coroutine (C{collections.abc.Coroutine}), and
+    Twisted's runner would run it as one.
     """
 
     __slots__ = ("_conn", "_deferred", "_kind", "_n", "_task")
@@ -577,17 +580,34 @@ class _Wait:
         self._deferred: Deferred[bytes | BaseException] | None = None
 
     def __await__(self) -> Generator[Any, Any, bytes]:
-        result = yield self
-        if result is self:
+        # Not a Generator by type, but it implements what await uses of one.
+        return self  # type: ignore[return-value]
+
+    def __next__(self) -> _Wait:
+        # The await starts: this object goes to the runner.
+        return self
+
+    def send(self, value: object) -> Deferred[bytes | BaseException]:
+        """The runner resumed the await with C{value}: the read's result, or
+        this object sent back by a runner that does not know it."""
+        if value is self:
             d = self._deferred = Deferred(self._cancel)
-            result = yield d
-            if not isinstance(result, bytes):
-                try:
-                    raise result
-                finally:
-                    # The traceback holds this frame: no cycle through it.
-                    del result
-        return result  # type: ignore[no-any-return]
+            return d
+        if isinstance(value, bytes):
+            raise StopIteration(value)
+        try:
+            raise cast(BaseException, value)
+        finally:
+            # The traceback holds this frame: no cycle through it.
+            del value
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> NoReturn:
+        """The runner threw an exception in (the read's, or a cancellation):
+        the await raises it."""
+        try:
+            raise typ if val is None else val
+        finally:
+            del typ, val, tb
 
     def _fire(self, result: bytes | BaseException) -> None:
         task = self._task
