@@ -64,9 +64,12 @@ async def test_address_in_use() -> None:
     events: list[Any] = []
     second.on("start", lambda: events.append("start"))
     second.on("error", lambda exc: events.append(exc))
+    assert second.listen_error is not None  # known before the error event
+    assert first.listen_error is None
     await wait_for(lambda: events)
     await sleep(0.05)
     assert len(events) == 1
+    assert events[0] is second.listen_error
     assert error_info(events[0]).kind is ErrorKind.ADDRESS_IN_USE
     first.close()
 
@@ -85,8 +88,10 @@ async def test_listen_by_name() -> None:
 async def test_listen_unknown_name() -> None:
     """A name that does not resolve gives an error event of kind HOST_NOT_FOUND."""
     server = txtcp.TcpServer("no-such-host.invalid", 0)
+    assert server.listen_error is None  # the name is still being resolved
     (exc,) = await wait_event(server, "error")
     assert error_info(exc).kind is ErrorKind.HOST_NOT_FOUND
+    assert server.listen_error is exc
 
 
 @pytest_twisted.ensureDeferred

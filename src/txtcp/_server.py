@@ -40,7 +40,7 @@ class TcpServer(EventEmitter):
       - C{stop()}: the server stopped accepting, after L{close}.
     """
 
-    __slots__ = ("_events_ready", "_factory", "_port", "_reactor", "_state")
+    __slots__ = ("_events_ready", "_factory", "_listen_error", "_port", "_reactor", "_state")
     _log = Logger()
 
     def __init__(
@@ -90,8 +90,7 @@ class TcpServer(EventEmitter):
             sock.setblocking(False)
             port = reactor.adoptStreamPort(sock.fileno(), sock.family, self._factory)
         except Exception as exc:
-            self._state = _STOPPED
-            self._emit_when_ready("error", exc)
+            self._fail(exc)
             return self
         self._port = port
         self._state = _LISTENING
@@ -102,6 +101,7 @@ class TcpServer(EventEmitter):
         self._reactor = _default_reactor(loop)
         self._state = _NOT_STARTED
         self._port: Any = None
+        self._listen_error: BaseException | None = None
         self._factory = _TcpFactory(
             self._reactor,
             accepted=True,
@@ -137,8 +137,7 @@ class TcpServer(EventEmitter):
         try:
             port = await endpoint.listen(self._factory)
         except Exception as exc:
-            self._state = _STOPPED
-            self._emit_when_ready("error", exc)
+            self._fail(exc)
             return
         self._port = port
         if self._state == _STOPPING:
@@ -149,6 +148,11 @@ class TcpServer(EventEmitter):
         self._state = _LISTENING
         if self._events_ready:
             self._emit("start")
+
+    def _fail(self, exc: BaseException) -> None:
+        self._state = _STOPPED
+        self._listen_error = exc
+        self._emit_when_ready("error", exc)
 
     def _emit_when_ready(self, event: str, *args: Any) -> None:
         if self._events_ready:
@@ -173,10 +177,7 @@ class TcpServer(EventEmitter):
                     self._state = _STOPPED
                     self._emit_when_ready("stop")
                 elif not addresses:
-                    self._state = _STOPPED
-                    self._emit_when_ready(
-                        "error", HostNotFoundError(-2, f"cannot resolve {host!r}")
-                    )
+                    self._fail(HostNotFoundError(-2, f"cannot resolve {host!r}"))
                 else:
                     self._listen(tcp_server_endpoint(self._reactor, addresses[0], port, backlog))
 
@@ -194,6 +195,16 @@ class TcpServer(EventEmitter):
         if self._port is None:
             return None
         return _address(self._port.getHost())
+
+    @property
+    def listen_error(self) -> BaseException | None:
+        """
+        Why listening failed, as soon as that is known (the C{error} event
+        follows, a reactor turn later at the soonest), else C{None}.  An
+        endpoint that fails at once (an address in use, for example) is
+        known when the constructor returns.
+        """
+        return self._listen_error
 
     @property
     def listening(self) -> bool:
