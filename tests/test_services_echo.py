@@ -11,12 +11,15 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
 from _helpers import Collector, connect, sleep, wait_for
 from _twistd import ROOT, Twistd, run_twistd, start
 from twisted.application.service import IServiceMaker, MultiService
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.plugin import IPlugin, getPlugins
 from twisted.python.usage import UsageError
 from zope.interface.verify import verifyObject
@@ -238,22 +241,151 @@ async def test_sigterm_stops_listening_and_closes_connections() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_listen_failure_is_logged_and_stops_twistd() -> None:
-    """A --listen on a port in use logs the cause at critical level and twistd stops."""
+    """A --listen on a port in use: the cause is logged at critical level, twistd exits with
+    status 1 before its reactor runs, and the other endpoint is not left listening."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = Twistd(["tcp-echo", "--listen", f"tcp:{port}:interface=127.0.0.1"])
+        proc = Twistd(
+            [
+                "tcp-echo",
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--listen",
+                f"tcp:{port}:interface=127.0.0.1",
+            ]
+        )
         try:
-            await proc.wait_exit(timeout=10)
+            assert await proc.wait_exit(timeout=10) == 1
             out = proc.output
-            expected = f"cannot listen on tcp:{port}:interface=127.0.0.1: address in use"
-            assert f"tcp-echo {expected}" in out
-            assert "#critical]" in out
-            assert "Main loop terminated." in out
-            assert "Traceback" not in out
+            expected = f"tcp-echo cannot listen on tcp:{port}:interface=127.0.0.1: address in use"
+            assert f"#critical] {expected}" in out
+            assert f"ListenError: {expected}" in out
+            assert "Main loop terminated." not in out
         finally:
             proc.kill()
+
+
+def test_listen_failure_in_daemon_mode(tmp_path: Path) -> None:
+    """Daemonized, a --listen on a port in use makes twistd's parent exit with status 1 and
+    say why; the log file has the cause and the PID file is removed."""
+    pidfile, logfile = tmp_path / "twistd.pid", tmp_path / "twistd.log"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_twistd(
+            f"--pidfile={pidfile}",
+            f"--logfile={logfile}",
+            "tcp-echo",
+            "--listen",
+            f"tcp:{port}:interface=127.0.0.1",
+        )
+    expected = f"tcp-echo cannot listen on tcp:{port}:interface=127.0.0.1: address in use"
+    assert result.returncode == 1, result.stderr
+    # twistd's parent shows the first 100 bytes of what its child reported.
+    assert "An error has occurred: b'txtcp.services.ListenError: tcp-echo cannot" in result.stderr
+    assert f"#critical] {expected}" in logfile.read_text()
+    assert not pidfile.exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_listen_failure_in_an_application() -> None:
+    """Inside an application the service raises nothing: listen_error tells the cause at
+    once, the failure is logged, and the other endpoint listens on."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = echo.echo_service(
+            ["tcp:0:interface=127.0.0.1", f"tcp:{port}:interface=127.0.0.1"]
+        )
+        logged: list[str] = []
+        observer = _collect_critical(logged)
+        globalLogPublisher.addObserver(observer)
+        try:
+            service.privilegedStartService()
+            service.startService()
+            good, bad = service.listeners
+            assert good.listen_error is None
+            assert bad.listen_error is not None
+            assert txtcp.error_info(bad.listen_error).kind is txtcp.ErrorKind.ADDRESS_IN_USE
+            await good.when_listening()
+            await wait_for(lambda: logged)
+            assert logged == [
+                f"tcp-echo cannot listen on tcp:{port}:interface=127.0.0.1: address in use: "
+                f"Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address already in use."
+            ]
+        finally:
+            globalLogPublisher.removeObserver(observer)
+            await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_listen_failure_raises_for_twistd() -> None:
+    """With stop_reactor_on_listen_error (what twistd uses), privilegedStartService logs the
+    cause once, raises ListenError naming the endpoint and cause, and closes the endpoints
+    that did listen."""
+    from txtcp.services import ListenError
+
+    logged: list[str] = []
+    observer = _collect_critical(logged)
+    globalLogPublisher.addObserver(observer)
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            listen = ["tcp:0:interface=127.0.0.1", f"tcp:{port}:interface=127.0.0.1"]
+            service = echo.echo_service(listen)
+            service.stop_reactor_on_listen_error = True
+            good = service.listeners[0]
+            with pytest.raises(ListenError, match=f"cannot listen on tcp:{port}:.*address in use"):
+                service.privilegedStartService()
+        assert good.server is None
+        assert not service.running
+        await sleep(0.05)  # the server's own error event has come and gone
+        assert len(logged) == 1
+        assert logged[0].startswith(f"tcp-echo cannot listen on tcp:{port}:")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+@pytest_twisted.ensureDeferred
+async def test_listens_before_dropping_privileges(tmp_path: Path) -> None:
+    """With --uid, the service listens while twistd is still root: a socket in a directory
+    only root may write to is bound, then served as the other user."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    path = private / "echo.sock"
+    proc = Twistd(["--uid=65534", "--gid=65534", "tcp-echo", "--listen", f"unix:{path}"])
+    try:
+        await proc.wait_output(r"tcp-echo listening on ")
+        out = proc.output
+        assert out.index("starting on") < out.index("set uid/gid 65534/65534")
+        payload = os.urandom(4096)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(str(path))
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            echoed = b""
+            while chunk := sock.recv(65536):
+                echoed += chunk
+        assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
+        assert await proc.terminate() == -signal.SIGTERM  # as twistd ends on SIGTERM
+    finally:
+        proc.kill()
+
+
+def _collect_critical(into: list[str]) -> Any:
+    def observer(event: dict[str, Any]) -> None:
+        if event.get("log_level") is LogLevel.critical:
+            into.append(formatEvent(event))
+
+    return observer
 
 
 def test_example_runs() -> None:

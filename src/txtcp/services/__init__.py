@@ -6,4 +6,6 @@ C{makeService} and a typed builder for use inside an application.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._common import ListenError
+
+__all__ = ["ListenError"]

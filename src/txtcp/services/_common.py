@@ -23,6 +23,7 @@ from txtcp.core import (
     Address,
     TcpConnection,
     TcpServer,
+    TxtcpError,
     default_reactor,
     error_info,
     server_endpoint,
@@ -144,6 +145,13 @@ class _Session(Protocol):
         """Close the session's connections now."""
 
 
+class ListenError(TxtcpError):
+    """A service could not listen on one of its endpoints."""
+
+
+ListenError.__module__ = "txtcp.services"  # its public home, as tracebacks show it
+
+
 class ListenService(Service):
     """
     Listens on one server endpoint while running, and hands every accepted
@@ -194,15 +202,36 @@ class ListenService(Service):
             self._waiting.append(d)
         return d
 
+    @property
+    def listen_error(self) -> BaseException | None:
+        """Why listening failed, as soon as that is known, else C{None}."""
+        server = self._server
+        return server.listen_error if server is not None else self._failure
+
+    def privilegedStartService(self) -> None:
+        """Start listening, before C{twistd} sheds its privileges (as
+        Twisted's own endpoint services do); the outcome is logged."""
+        Service.privilegedStartService(self)
+        self._listen()
+
     def startService(self) -> None:
-        """Start listening; the outcome is logged."""
+        """Start listening unless L{privilegedStartService} did; the outcome
+        is logged."""
         Service.startService(self)
+        if self._server is None:
+            self._listen()
+
+    def _listen(self) -> None:
         self._failure = None
         server = TcpServer.from_endpoint(self.description, default_reactor(self._reactor))
         self._server = server
         server.on("start", self._started)
         server.on("error", self._failed)
         server.on("connect", self._accept)
+
+    def failure_message(self, exc: BaseException) -> str:
+        """The line logged when listening fails with C{exc}."""
+        return f"{self.label} cannot listen on {self.description}: {error_cause(exc)}"
 
     def _started(self) -> None:
         server = self._server
@@ -219,12 +248,15 @@ class ListenService(Service):
                 d.callback(server.address)
 
     def _failed(self, exc: BaseException) -> None:
+        server = self._server
+        if server is not None:
+            server.remove_listener("error", self._failed)  # reported once, even if early
         self._failure = exc
         self._log.critical(
-            "{label} cannot listen on {description}: {cause}",
+            "{message}",
+            message=self.failure_message(exc),
             label=self.label,
             description=self.description,
-            cause=error_cause(exc),
         )
         waiting, self._waiting = self._waiting, []
         for d in waiting:
@@ -265,7 +297,9 @@ class ConnectionsService(MultiService):
         self._reactor = default_reactor(loop)
         self._sessions: set[_Session] = set()
         self._stopping = False
-        #: When C{True} (twistd sets it), a listening failure stops the reactor.
+        #: When C{True} (twistd sets it), a listening failure known at once
+        #: raises L{ListenError} from L{privilegedStartService} (twistd exits
+        #: with status 1), and a later one stops the reactor.
         self.stop_reactor_on_listen_error = False
         for description in listen:
             ListenService(
@@ -287,7 +321,7 @@ class ConnectionsService(MultiService):
         return len(self._sessions)
 
     def _listen_failed(self, exc: BaseException) -> None:
-        if self.stop_reactor_on_listen_error and self._reactor.running:
+        if self.stop_reactor_on_listen_error and self.running and self._reactor.running:
             self._reactor.stop()
 
     def _accepted(self, conn: TcpConnection) -> None:
@@ -296,6 +330,25 @@ class ConnectionsService(MultiService):
     def _track(self, session: _Session) -> None:
         self._sessions.add(session)
         session.done.addBoth(lambda _: self._sessions.discard(session))
+
+    def privilegedStartService(self) -> None:
+        """
+        Start listening on every endpoint.
+
+        @raise ListenError: L{stop_reactor_on_listen_error} is set and an
+            endpoint failed at once; the message names the endpoint and the
+            cause, and no endpoint is left listening.
+        """
+        MultiService.privilegedStartService(self)
+        if not self.stop_reactor_on_listen_error:
+            return
+        for listener in self.listeners:
+            exc = listener.listen_error
+            if exc is not None:
+                listener._failed(exc)
+                for other in self.listeners:
+                    other.stopService()
+                raise ListenError(listener.failure_message(exc)) from None
 
     def startService(self) -> None:
         """Start listening on every endpoint."""
