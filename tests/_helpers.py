@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 from twisted.internet import reactor as _reactor
@@ -97,6 +99,15 @@ class Collector:
 
     def wait_closed(self, timeout: float = TIMEOUT) -> Deferred[None]:
         return self.closed.addTimeout(timeout, reactor)
+
+
+@contextlib.contextmanager
+def port_in_use() -> Iterator[int]:
+    """A free port of 127.0.0.1 made busy (a listening socket holds it) while in the block."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
 
 
 def sha256(data: bytes) -> str:

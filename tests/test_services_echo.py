@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from _helpers import Collector, connect, sleep, wait_for
+from _helpers import Collector, connect, port_in_use, sleep, wait_for
 from _twistd import ROOT, Twistd, run_twistd, start
 from twisted.application.service import IServiceMaker, MultiService
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
@@ -243,10 +243,7 @@ async def test_sigterm_stops_listening_and_closes_connections() -> None:
 async def test_listen_failure_is_logged_and_stops_twistd() -> None:
     """A --listen on a port in use: the cause is logged at critical level, twistd exits with
     status 1 before its reactor runs, and the other endpoint is not left listening."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with port_in_use() as port:
         proc = Twistd(
             [
                 "tcp-echo",
@@ -271,10 +268,7 @@ def test_listen_failure_in_daemon_mode(tmp_path: Path) -> None:
     """Daemonized, a --listen on a port in use makes twistd's parent exit with status 1 and
     say why; the log file has the cause and the PID file is removed."""
     pidfile, logfile = tmp_path / "twistd.pid", tmp_path / "twistd.log"
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with port_in_use() as port:
         result = run_twistd(
             f"--pidfile={pidfile}",
             f"--logfile={logfile}",
@@ -294,10 +288,7 @@ def test_listen_failure_in_daemon_mode(tmp_path: Path) -> None:
 async def test_listen_failure_in_an_application() -> None:
     """Inside an application the service raises nothing: listen_error tells the cause at
     once, the failure is logged, and the other endpoint listens on."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with port_in_use() as port:
         service = echo.echo_service(
             ["tcp:0:interface=127.0.0.1", f"tcp:{port}:interface=127.0.0.1"]
         )
@@ -333,10 +324,7 @@ async def test_listen_failure_raises_for_twistd() -> None:
     observer = _collect_critical(logged)
     globalLogPublisher.addObserver(observer)
     try:
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
-            port = taken.getsockname()[1]
+        with port_in_use() as port:
             listen = ["tcp:0:interface=127.0.0.1", f"tcp:{port}:interface=127.0.0.1"]
             service = echo.echo_service(listen)
             service.stop_reactor_on_listen_error = True
