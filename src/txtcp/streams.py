@@ -107,14 +107,14 @@ class Group:
     """
 
     # Every container is made only when first needed: a connection's group
-    # usually holds one task and one close callback, and lives long.
+    # usually holds one task, and lives long.
     __slots__ = (
         "_children",
         "_closed_waiters",
-        "_closers",
         "_closing_waiters",
         "_parent",
-        "_pending_closers",
+        "_resource",
+        "_resource_closing",
         "_state",
         "_tasks",
     )
@@ -127,11 +127,10 @@ class Group:
         self._tasks: _Task | list[_Task] | None = None
         self._children: set[Group] | None = None
         self._parent: Group | None = None
-        # None, one close callback, or a list of them.
-        self._closers: (
-            Callable[[], Deferred[None] | None] | list[Callable[[], Deferred[None] | None]] | None
-        ) = None
-        self._pending_closers = 0
+        # The Server or Connection whose life this group is, if any: closing
+        # the group closes it, and the group is closed once it is.
+        self._resource: _Resource | None = None
+        self._resource_closing = False
         self._closing_waiters: list[Deferred[None]] | None = None
         self._closed_waiters: list[Deferred[None]] | None = None
 
@@ -232,17 +231,6 @@ class Group:
         self._children.add(child)
         return child
 
-    def _on_close(self, closer: Callable[[], Deferred[None] | None]) -> None:
-        """Run C{closer} when the group starts closing; the group is closed only
-        once the C{Deferred} it returns (if any) has fired."""
-        closers = self._closers
-        if closers is None:
-            self._closers = closer
-        elif isinstance(closers, list):
-            closers.append(closer)
-        else:
-            self._closers = [closers, closer]
-
     def close(self) -> None:
         """
         Start closing: cancel every running task and close every subgroup.
@@ -264,33 +252,22 @@ class Group:
         if self._children:
             for child in list(self._children):
                 child.close()
-        # The callbacks are forgotten once run: a resource's callback holds
-        # the resource, which holds this group.
-        closers, self._closers = self._closers, None
-        if closers is None:
-            closers = []
-        elif not isinstance(closers, list):
-            closers = [closers]
-        for closer in closers:
+        # Forgotten once closing: the resource holds this group.
+        resource, self._resource = self._resource, None
+        if resource is not None:
             try:
-                result = closer()
+                self._resource_closing = resource._close_resource()
             except Exception:
-                self._log.failure("A close callback of {group!r} raised", group=self)
-                continue
-            if isinstance(result, Deferred) and not result.called:
-                self._pending_closers += 1
-                result.addErrback(
-                    lambda f: self._log.failure("Closing {group!r} failed", f, group=self)
-                )
-                result.addBoth(self._closer_done)
+                self._log.failure("Closing {resource!r} raised", resource=resource)
         self._check_closed()
 
-    def _closer_done(self, _: object) -> None:
-        self._pending_closers -= 1
+    def _resource_closed(self) -> None:
+        """The resource this group was closing is closed."""
+        self._resource_closing = False
         self._check_closed()
 
     def _check_closed(self) -> None:
-        if self._state != _CLOSING or self._tasks or self._children or self._pending_closers:
+        if self._state != _CLOSING or self._tasks or self._children or self._resource_closing:
             return
         self._state = _CLOSED
         parent = self._parent
@@ -512,6 +489,15 @@ class _Resource:
 
     _group: Group
 
+    def _close_resource(self) -> bool:
+        """
+        Start closing the resource itself (its group is closing).
+
+        @return: whether it is still closing; it then calls its group's
+            L{Group._resource_closed} once closed.
+        """
+        raise NotImplementedError
+
     @property
     def async_group(self) -> Group:
         """The resource's task group; closing the resource closes it."""
@@ -652,7 +638,6 @@ class Connection(_Resource):
         "_again",
         "_buffer",
         "_closed",
-        "_closed_d",
         "_conn",
         "_drainers",
         "_eof",
@@ -678,10 +663,11 @@ class Connection(_Resource):
         """
         self._conn = conn
         self._group = group if group is not None else Group()
-        self._buffer = bytearray()
-        # Waiting reads, in order.  Rarely more than one, so a list (a
-        # deque costs 600 bytes more per connection).
-        self._readers: list[_Wait] = []
+        # Empty, or a bytearray of what was received and not read yet.
+        self._buffer: bytes | bytearray = b""
+        # Waiting reads, in order: a list once a read has waited.  Rarely
+        # more than one, so a list (a deque costs 600 bytes more).
+        self._readers: list[_Wait] | tuple[()] = ()
         self._eof = False
         self._closed = False
         self._error: BaseException | None = None
@@ -691,16 +677,16 @@ class Connection(_Resource):
         self._watching_pause = False
         # Made only when something waits for them.
         self._drainers: list[Deferred[None]] | None = None
-        self._closed_d: Deferred[None] | None = None
         self._info: ConnectionInfo | None = None
         # Set by a Server while an in-process connect() may wait for it.
         self._rendezvous_key: _Key | None = None
         self._rendezvous_handed = False
         conn.on("data", self._on_data)
-        conn.on("end", self._on_end)
-        conn.on("error", self._on_error)
-        conn.on("close", self._on_close)
-        self._group._on_close(self._close_conn)
+        on_state = self._on_state
+        conn.on("end", on_state)
+        conn.on("error", on_state)
+        conn.on("close", on_state)
+        self._group._resource = self
         if conn.closed:
             self._on_close()
         else:
@@ -824,7 +810,10 @@ class Connection(_Resource):
                     # The traceback holds this frame: no cycle through it.
                     del taken
         wait = _Wait(self, kind, n)
-        readers.append(wait)
+        if isinstance(readers, list):
+            readers.append(wait)
+        else:
+            self._readers = [wait]
         if self._reading_paused:
             self._update_pause()
         return wait
@@ -832,11 +821,9 @@ class Connection(_Resource):
     def _drop_read(self, wait: _Wait) -> None:
         """Remove C{wait} from the waiting reads, if it is there."""
         readers = self._readers
-        for i, entry in enumerate(readers):
-            if entry is wait:
-                del readers[i]
-                self._serve()
-                return
+        if isinstance(readers, list) and wait in readers:
+            readers.remove(wait)
+            self._serve()
 
     def _take(self, kind: int, n: int) -> bytes | BaseException | None:
         """Bytes for one read, an exception to raise, or C{None} to wait."""
@@ -865,11 +852,11 @@ class Connection(_Resource):
     def _pop(self, size: int) -> bytes:
         buf = self._buffer
         if size == len(buf):
-            data = bytes(buf)
-            buf.clear()
-            return data
+            self._buffer = b""
+            return bytes(buf)
         data = bytes(buf[:size])
-        del buf[:size]
+        # Not empty, so a bytearray.
+        del cast(bytearray, buf)[:size]
         return data
 
     def _eof_error(self, message: str) -> BaseException:
@@ -922,28 +909,41 @@ class Connection(_Resource):
                 del readers[0]
                 wait._fire(data)
                 return
-        self._buffer += data
-        if readers or len(self._buffer) >= READ_LIMIT:
+        buf = self._buffer
+        if buf:
+            buf += data
+        else:
+            buf = self._buffer = bytearray(data)
+        if readers or len(buf) >= READ_LIMIT:
             self._serve()
 
-    def _on_end(self) -> None:
-        self._eof = True
-        self._serve()
-
-    def _on_error(self, exc: BaseException) -> None:
-        self._error = exc
+    def _on_state(self, exc: BaseException | None = None) -> None:
+        """
+        The core connection's C{end}, C{error} and C{close} events: one
+        listener for the three.  C{error} brings its exception; C{close}
+        comes once the core connection is closed, and so does an C{end}
+        emitted as it closes: that one is taken for the close itself.
+        """
+        if exc is not None:
+            self._error = exc
+        elif not self._conn.closed:
+            self._eof = True
+            self._serve()
+        elif not self._closed:
+            self._on_close()
 
     def _on_close(self) -> None:
         self._eof = True
         self._closed = True
         self._serve()
         self._release_drainers()
-        closed_d, self._closed_d = self._closed_d, None
-        if closed_d is not None:
-            closed_d.callback(None)
-        self._group.close()
+        group = self._group
+        if group._state == _OPEN:
+            group.close()
+        else:
+            group._resource_closed()
 
-    def _close_conn(self) -> Deferred[None] | None:
+    def _close_resource(self) -> bool:
         key, self._rendezvous_key = self._rendezvous_key, None
         if key is not None:
             # A Server of this process will never hand this connection out
@@ -952,14 +952,9 @@ class Connection(_Resource):
                 self._rendezvous_handed = True
                 _rendezvous.handed_over(key)
             _rendezvous.forget(key)
-        if self._closed:
-            return None
-        self._conn.close()
-        if self._closed:
-            return None
-        if self._closed_d is None:
-            self._closed_d = Deferred()
-        return self._closed_d
+        if not self._closed:
+            self._conn.close()
+        return not self._closed
 
     async def __aenter__(self) -> Connection:
         return self
@@ -1009,12 +1004,12 @@ class Server(_Resource):
         self._bind = bind_connections
         self._group = Group()
         self._addresses: list[Address] = []
-        self._stopped: Deferred[None] = Deferred()
+        self._stopped = False
         self._handshake = isinstance(core, TlsServer)
         core.on("connect", self._on_connect)
         core.on("stop", self._on_stop)
         core.on("error", lambda exc: self._on_stop())
-        self._group._on_close(self._close_core)
+        self._group._resource = self
 
     @property
     def addresses(self) -> list[Address]:
@@ -1085,15 +1080,16 @@ class Server(_Resource):
 
     def _on_stop(self) -> None:
         _rendezvous.remove_server(self)
-        if not self._stopped.called:
-            self._stopped.callback(None)
+        if not self._stopped:
+            self._stopped = True
+            self._group._resource_closed()
 
-    def _close_core(self) -> Deferred[None] | None:
+    def _close_resource(self) -> bool:
         _rendezvous.remove_server(self)
         # Also while the core is still starting: it then stops as soon as it
         # listens, and emits stop (or error, if listening failed).
         self._core.close()
-        return None if self._stopped.called else self._stopped
+        return not self._stopped
 
     async def __aenter__(self) -> Server:
         return self
