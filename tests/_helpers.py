@@ -10,11 +10,12 @@ import hashlib
 import os
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 
 import txtcp
 
@@ -102,6 +103,18 @@ class Collector:
 
 
 @contextlib.contextmanager
+def logged() -> Iterator[list[LogEvent]]:
+    """The log events published while in the block, in order."""
+    seen: list[LogEvent] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        yield seen
+    finally:
+        globalLogPublisher.removeObserver(observer)
+
+
+@contextlib.contextmanager
 def port_in_use() -> Iterator[int]:
     """A free port of 127.0.0.1 made busy (a listening socket holds it) while in the block."""
     with socket.socket() as taken:
@@ -114,7 +127,10 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def listening(server: txtcp.TcpServer, timeout: float = TIMEOUT) -> txtcp.TcpServer:
+_Server = TypeVar("_Server", bound=txtcp.TcpServer)
+
+
+async def listening(server: _Server, timeout: float = TIMEOUT) -> _Server:
     """Wait for C{server}'s C{start}; return the server."""
     if server.port is None or not server.listening:
         await wait_event(server, "start", timeout)

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from _helpers import Collector, connect, listening, reactor, sleep, wait_event, wait_for
+from _helpers import Collector, connect, listening, logged, reactor, sleep, wait_event, wait_for
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError as TwistedRefused
 from twisted.internet.error import DNSLookupError
-from twisted.logger import LogEvent, globalLogPublisher
 
 import txtcp
 
@@ -91,9 +90,7 @@ async def test_name_not_found() -> None:
 @pytest_twisted.ensureDeferred
 async def test_failed_connect_logs_nothing_unhandled() -> None:
     """A failed connect that nobody listens to logs no unhandled error."""
-    seen: list[LogEvent] = []
-    globalLogPublisher.addObserver(seen.append)
-    try:
+    with logged() as seen:
         client = txtcp.TcpClient()
         client.connect("127.0.0.1", free_closed_port())
         client.connect("no-such-host.invalid", 1)
@@ -103,8 +100,6 @@ async def test_failed_connect_logs_nothing_unhandled() -> None:
         import gc
 
         gc.collect()
-    finally:
-        globalLogPublisher.removeObserver(seen.append)
     ours = (ConnectionRefusedError, DNSLookupError, TwistedRefused)
     assert [e for e in seen if isinstance(getattr(e.get("log_failure"), "value", None), ours)] == []
     assert not [e for e in seen if "Unhandled" in str(e.get("log_format", ""))]

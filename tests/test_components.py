@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from _helpers import TIMEOUT, Collector, listening, reactor, sha256, sleep, wait_event, wait_for
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.threads import deferToThread
 
 import txtcp
@@ -312,7 +312,11 @@ async def test_ipv6_round_trip() -> None:
     server = txtcp.TcpServer("::1", 0)
 
     def handler(conn: txtcp.TcpConnection) -> None:
-        conn.on("data", lambda data: (conn.write(data.upper()), conn.close()))
+        def reply(data: bytes) -> None:
+            conn.write(data.upper())
+            conn.close()
+
+        conn.on("data", reply)
         conn.pause(False)
 
     server.on("connect", handler)
@@ -655,7 +659,7 @@ async def test_server_core_echo_several_clients() -> None:
 async def connect_to(port: int) -> txtcp.TcpConnection:
     """A core connection to 127.0.0.1:C{port}."""
     client = txtcp.TcpClient()
-    made = wait_event(client, "connect")
+    made: Deferred[tuple[txtcp.TcpConnection]] = wait_event(client, "connect")
     client.connect("127.0.0.1", port)
     (conn,) = await made
     return conn

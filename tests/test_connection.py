@@ -17,6 +17,7 @@ from _helpers import (
     connect,
     fds_back_to,
     listening,
+    logged,
     open_fds,
     pair,
     sha256,
@@ -25,7 +26,6 @@ from _helpers import (
     wait_for,
 )
 from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener, IPushProducer
-from twisted.logger import LogEvent, globalLogPublisher
 from zope.interface.verify import verifyObject
 
 import txtcp
@@ -326,9 +326,7 @@ async def test_abort_drops_pending_and_peer_sees_reset() -> None:
 async def test_data_listener_exception_aborts() -> None:
     """An exception in a data listener is logged and aborts that connection only."""
     server, c, s = await pair()
-    seen: list[LogEvent] = []
-    globalLogPublisher.addObserver(seen.append)
-    try:
+    with logged() as seen:
 
         def bad(data: bytes) -> None:
             raise ValueError("listener bug")
@@ -339,8 +337,6 @@ async def test_data_listener_exception_aborts() -> None:
         c.write(b"boom")
         await srv.wait_closed()
         await cli.wait_closed()
-    finally:
-        globalLogPublisher.removeObserver(seen.append)
     failures = [e["log_failure"] for e in seen if "log_failure" in e]
     assert [type(f.value) for f in failures] == [ValueError]
     for f in failures:
@@ -356,9 +352,7 @@ async def test_data_listener_exception_aborts() -> None:
 async def test_other_listener_exception_does_not_abort() -> None:
     """An exception in a non-data listener is logged; the connection goes on."""
     server, c, s = await pair()
-    seen: list[LogEvent] = []
-    globalLogPublisher.addObserver(seen.append)
-    try:
+    with logged() as seen:
         c.on("pause", lambda p: 1 / 0)
         c.on("end", lambda: 1 / 0)
         cli = Collector(c)
@@ -369,8 +363,6 @@ async def test_other_listener_exception_does_not_abort() -> None:
         c.write(b"still open")
         c.close()
         await cli.wait_closed()
-    finally:
-        globalLogPublisher.removeObserver(seen.append)
     failures = [e["log_failure"] for e in seen if "log_failure" in e]
     assert [type(f.value) for f in failures] == [ZeroDivisionError]
     for f in failures:

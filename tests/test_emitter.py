@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from twisted.logger import LogEvent, globalLogPublisher
+from _helpers import logged
 
 from txtcp import EventEmitter
 
@@ -83,10 +83,8 @@ def test_removal_during_emit() -> None:
 def test_listener_exception_is_logged_and_others_run() -> None:
     """An exception in a listener is logged with its traceback; the next listener still runs."""
     e = EventEmitter()
-    seen: list[LogEvent] = []
     calls: list[str] = []
-    globalLogPublisher.addObserver(seen.append)
-    try:
+    with logged() as seen:
 
         def bad() -> None:
             raise RuntimeError("boom")
@@ -94,8 +92,6 @@ def test_listener_exception_is_logged_and_others_run() -> None:
         e.on("x", bad)
         e.on("x", lambda: calls.append("ok"))
         e.emit("x")
-    finally:
-        globalLogPublisher.removeObserver(seen.append)
     assert calls == ["ok"]
     failures = [ev for ev in seen if "log_failure" in ev]
     assert len(failures) == 1

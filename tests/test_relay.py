@@ -256,7 +256,12 @@ async def test_reset_is_reported_on_its_side(zero_copy: bool, side: str) -> None
     errors: list[BaseException] = []
     for name in ("a", "b"):
         conn = getattr(setup.relay, name)
-        conn.on("error", lambda exc, n=name: (events[n].append("error"), errors.append(exc)))
+
+        def on_error(exc: BaseException, n: str = name) -> None:
+            events[n].append("error")
+            errors.append(exc)
+
+        conn.on("error", on_error)
         conn.on("close", lambda n=name: events[n].append("close"))
     client, upstream = Collector(setup.client), Collector(setup.upstream)
     setup.client.write(b"ping")

@@ -12,14 +12,13 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_twisted
-from _helpers import Collector, connect, port_in_use, sleep, wait_for
+from _helpers import Collector, connect, logged, port_in_use, sleep, wait_for
 from _twistd import ROOT, Twistd, run_twistd, start
 from twisted.application.service import IServiceMaker, MultiService
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogEvent, LogLevel, formatEvent
 from twisted.plugin import IPlugin, getPlugins
 from twisted.python.usage import UsageError
 from zope.interface.verify import verifyObject
@@ -288,13 +287,10 @@ def test_listen_failure_in_daemon_mode(tmp_path: Path) -> None:
 async def test_listen_failure_in_an_application() -> None:
     """Inside an application the service raises nothing: listen_error tells the cause at
     once, the failure is logged, and the other endpoint listens on."""
-    with port_in_use() as port:
+    with port_in_use() as port, logged() as seen:
         service = echo.echo_service(
             ["tcp:0:interface=127.0.0.1", f"tcp:{port}:interface=127.0.0.1"]
         )
-        logged: list[str] = []
-        observer = _collect_critical(logged)
-        globalLogPublisher.addObserver(observer)
         try:
             service.privilegedStartService()
             service.startService()
@@ -303,13 +299,12 @@ async def test_listen_failure_in_an_application() -> None:
             assert bad.listen_error is not None
             assert txtcp.error_info(bad.listen_error).kind is txtcp.ErrorKind.ADDRESS_IN_USE
             await good.when_listening()
-            await wait_for(lambda: logged)
-            assert logged == [
+            await wait_for(lambda: _critical(seen))
+            assert _critical(seen) == [
                 f"tcp-echo cannot listen on tcp:{port}:interface=127.0.0.1: address in use: "
                 f"Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address already in use."
             ]
         finally:
-            globalLogPublisher.removeObserver(observer)
             await service.stopService()
 
 
@@ -320,10 +315,7 @@ async def test_listen_failure_raises_for_twistd() -> None:
     that did listen."""
     from txtcp.services import ListenError
 
-    logged: list[str] = []
-    observer = _collect_critical(logged)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with logged() as seen:
         with port_in_use() as port:
             listen = ["tcp:0:interface=127.0.0.1", f"tcp:{port}:interface=127.0.0.1"]
             service = echo.echo_service(listen)
@@ -334,10 +326,12 @@ async def test_listen_failure_raises_for_twistd() -> None:
         assert good.server is None
         assert not service.running
         await sleep(0.05)  # the server's own error event has come and gone
-        assert len(logged) == 1
-        assert logged[0].startswith(f"tcp-echo cannot listen on tcp:{port}:")
-    finally:
-        globalLogPublisher.removeObserver(observer)
+    (line,) = _critical(seen)
+    assert line.startswith(f"tcp-echo cannot listen on tcp:{port}:")
+
+
+def _critical(events: list[LogEvent]) -> list[str]:
+    return [formatEvent(e) for e in events if e.get("log_level") is LogLevel.critical]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
@@ -366,14 +360,6 @@ async def test_listens_before_dropping_privileges(tmp_path: Path) -> None:
         assert await proc.terminate() == -signal.SIGTERM  # as twistd ends on SIGTERM
     finally:
         proc.kill()
-
-
-def _collect_critical(into: list[str]) -> Any:
-    def observer(event: dict[str, Any]) -> None:
-        if event.get("log_level") is LogLevel.critical:
-            into.append(formatEvent(event))
-
-    return observer
 
 
 def test_example_runs() -> None:

@@ -110,7 +110,7 @@ async def handle(host: str, port: int, **_: Any) -> Outcome:
         await _timed(closed, 10)
         return Outcome(False, b"", error)
     data = bytearray()
-    ended: Deferred[int] = Deferred()
+    ended: Deferred[int | None] = Deferred()
 
     def on_read(h: handles.TCP, chunk: bytes | None, err: int | None) -> None:
         if chunk is not None:

@@ -200,9 +200,9 @@ async def run_schedule(ops: list[tuple[str, str, Any]], seed: int) -> None:
     written: dict[str, list[bytes]] = {"a": [], "b": []}
     shut = {"a": False, "b": False}
     rng = random.Random(seed)
-    for conn in (a, b):
-        conn.allow_half_open = True
-        conn.pause(False)
+    for end in (a, b):
+        end.allow_half_open = True
+        end.pause(False)
     for op, side, arg in ops:
         conn = ends.get(side)
         if op == "write":

@@ -81,6 +81,7 @@ async def test_not_verifying_must_be_explicit_and_logs_a_warning(certs: Any) -> 
         assert any("without certificate verification" in w for w in warnings), warnings
         from _helpers import reactor
 
+        assert server.port is not None
         endpoint = wrapClientTLS(options, HostnameEndpoint(reactor, "127.0.0.1", server.port))
         client = txtcp.TcpClient()
         conns: list[txtcp.TcpConnection] = []
@@ -230,7 +231,7 @@ async def test_twistd_tcp_echo_without_listen_binds_loopback() -> None:
         with socket.socket() as probe:
             probe.settimeout(2)
             # Another local address of the machine does not reach it.
-            addresses = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None)}
+            addresses = {str(a[4][0]) for a in socket.getaddrinfo(socket.gethostname(), None)}
             others = [a for a in addresses if not a.startswith("127.") and ":" not in a]
             for address in others:
                 assert probe.connect_ex((address, 8007)) != 0
