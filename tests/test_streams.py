@@ -5,22 +5,25 @@ on real loopback sockets and the shared reactor.
 
 from __future__ import annotations
 
+import contextvars
 import errno
+import gc
 import importlib.util
 import os
 import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import pytest
 import pytest_twisted
 from _helpers import TIMEOUT, fds_back_to, reactor, sha256, sleep, wait_for
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail, succeed
 from twisted.logger import ILogObserver, globalLogPublisher
+from twisted.python.failure import Failure
 from zope.interface import provider
 
 import txtcp
@@ -504,6 +507,60 @@ async def test_read_waiting_in_a_spawned_task_is_cancelled_by_close() -> None:
     await within(server.async_close())
 
 
+@pytest_twisted.ensureDeferred
+async def test_cancelled_read_in_a_spawned_task_takes_nothing() -> None:
+    """A read cancelled in a spawned task raises CancelledError and takes no bytes."""
+    server, client, peer = await connected_pair()
+    spawned = client.async_group.spawn(client.readexactly, 5)
+    await sleep(0.02)
+    spawned.cancel()
+    with pytest.raises(CancelledError):
+        await spawned
+    assert not client._readers
+    peer.write(b"abc")
+    assert await within(client.read()) == b"abc"
+    await within(client.async_close())
+    await within(server.async_close())
+
+
+@pytest_twisted.ensureDeferred
+async def test_closed_connections_are_freed_without_the_garbage_collector() -> None:
+    """
+    Once closed, both ends of a connection (and the coroutine callback's
+    task) are freed by reference counting alone: no reference cycle is
+    left for the garbage collector.
+    """
+
+    async def echo(conn: streams.Connection) -> None:
+        try:
+            while True:
+                conn.write(await conn.read())
+        except ConnectionError:
+            pass
+        finally:
+            conn.close()
+
+    def alive() -> int:
+        kinds = (streams.Connection, streams._CallbackTask, streams._Wait)
+        return sum(type(o) in kinds for o in gc.get_objects())
+
+    server = await within(streams.listen(echo, LOCAL))
+    gc.collect()
+    gc.disable()
+    try:
+        before = alive()  # left by other tests
+        for _ in range(3):
+            client = await within(streams.connect(server.addresses[0]))
+            client.write(b"ping")
+            assert await within(client.readexactly(4)) == b"ping"
+            await within(client.async_close())
+            del client
+        await wait_for(lambda: alive() <= before, timeout=2)
+    finally:
+        gc.enable()
+    await within(server.async_close())
+
+
 # -- writing -----------------------------------------------------------------
 
 
@@ -641,6 +698,66 @@ async def test_coroutine_callback_runs_in_the_connection_group() -> None:
         await within(client.read())
 
 
+@pytest_twisted.ensureDeferred
+async def test_coroutine_callbacks_run_in_their_own_context() -> None:
+    """
+    Each coroutine callback runs in its own copy of the context, as with
+    Deferred.fromCoroutine: what it sets stays its own across its reads,
+    and neither another connection's callback nor the listener sees it.
+    """
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: list[tuple[str, str]] = []
+    done: list[Deferred[None]] = [Deferred(), Deferred()]
+
+    async def handler(conn: streams.Connection) -> None:
+        name = (await conn.readexactly(1)).decode()
+        seen.append((name, var.get()))
+        var.set(name)
+        await conn.readexactly(1)
+        seen.append((name, var.get()))
+        done[int(name)].callback(None)
+
+    server = await within(streams.listen(handler, LOCAL))
+    zero = await within(streams.connect(server.addresses[0]))
+    one = await within(streams.connect(server.addresses[0]))
+    zero.write(b"0")
+    one.write(b"1")
+    await wait_for(lambda: len(seen) == 2)
+    one.write(b"x")
+    zero.write(b"x")
+    await within(done[0])
+    await within(done[1])
+    assert sorted(seen) == [("0", "0"), ("0", "unset"), ("1", "1"), ("1", "unset")]
+    assert var.get() == "unset"
+    await within(zero.async_close())
+    await within(one.async_close())
+    await within(server.async_close())
+
+
+@pytest_twisted.ensureDeferred
+async def test_closing_cancels_a_deferred_the_callback_awaits() -> None:
+    """Closing a connection cancels the Deferred its coroutine callback awaits."""
+    cancelled: list[Deferred[None]] = []
+    outcome: Deferred[str] = Deferred()
+
+    async def handler(conn: streams.Connection) -> None:
+        waiting: Deferred[None] = Deferred(cancelled.append)
+        try:
+            await waiting
+        except CancelledError:
+            outcome.callback("cancelled")
+            raise
+
+    with LogCapture() as logs:
+        server = await within(streams.listen(handler, LOCAL, bind_connections=True))
+        client = await within(streams.connect(server.addresses[0]))
+        await within(server.async_close())
+        assert await within(outcome) == "cancelled"
+        assert len(cancelled) == 1
+        await within(client.async_close())
+    assert logs.failures == []
+
+
 @pytest.mark.parametrize("first_await", [False, True])
 @pytest_twisted.ensureDeferred
 async def test_callback_closing_its_own_connection_finishes(first_await: bool) -> None:
@@ -767,6 +884,82 @@ async def test_group_spawn_close_and_subgroups() -> None:
     assert scoped.is_closed and pending.called and "scoped" in cleaned
     with pytest.raises(TypeError):
         scoped.spawn(cast(Any, 42))
+
+
+class _Yields:
+    """An awaitable that yields C{value} to its runner and returns what is sent back."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self.value)
+
+
+async def _double(x: int) -> int:
+    """Twice C{x}, from a coroutine."""
+    return x * 2
+
+
+async def _awaits_everything(later: Deferred[int]) -> list[object]:
+    """Awaits what a coroutine may await, one of each; returns what it got."""
+    got: list[object] = []
+    got.append(await _Yields(succeed(1)))  # a Deferred that has fired
+    got.append(await _Yields("plain"))  # not a Deferred: sent straight back
+    got.append(await _Yields(_double(21)))  # a coroutine: run, its result sent
+    got.append(await later)  # a Deferred that fires later
+    try:
+        await fail(ZeroDivisionError("failed"))
+    except ZeroDivisionError as e:
+        got.append(str(e))
+    got.append(await _double(2))
+    return got
+
+
+@pytest.mark.parametrize("runner", ["spawn", "fromCoroutine"])
+def test_spawned_coroutines_run_as_from_coroutine_runs_them(runner: str) -> None:
+    """A spawned coroutine sees what it awaits as with Deferred.fromCoroutine."""
+    later: Deferred[int] = Deferred()
+    if runner == "spawn":
+        d = streams.Group().spawn(_awaits_everything, later)
+    else:
+        d = Deferred.fromCoroutine(_awaits_everything(later))
+    assert not d.called
+    later.callback(3)
+    assert d.called
+    assert d.result == [1, "plain", 42, 3, "failed", 4]
+
+
+def test_spawned_coroutine_context_and_failure() -> None:
+    """
+    A spawned coroutine runs in a copy of the spawner's context: it sees
+    the spawner's values, and what it sets stays its own.  Its exception
+    fails the Deferred spawn returned.
+    """
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    resume: Deferred[None] = Deferred()
+
+    async def task() -> str:
+        before = var.get()
+        var.set("task")
+        await resume
+        if var.get() != "task":
+            raise AssertionError(var.get())
+        raise ValueError(before)
+
+    group = streams.Group()
+    token = var.set("spawner")
+    try:
+        d = group.spawn(task)
+    finally:
+        var.reset(token)
+    assert var.get() == "unset"
+    resume.callback(None)
+    failures: list[Failure] = []
+    d.addErrback(failures.append)
+    assert failures[0].check(ValueError) and str(failures[0].value) == "spawner"
+    group.close()
+    assert group.is_closed
 
 
 @pytest_twisted.ensureDeferred
