@@ -644,7 +644,8 @@ class Connection(_Resource):
         "_error",
         "_group",
         "_info",
-        "_readers",
+        "_more_readers",
+        "_reader",
         "_reading_paused",
         "_rendezvous_handed",
         "_rendezvous_key",
@@ -665,9 +666,10 @@ class Connection(_Resource):
         self._group = group if group is not None else Group()
         # Empty, or a bytearray of what was received and not read yet.
         self._buffer: bytes | bytearray = b""
-        # Waiting reads, in order: a list once a read has waited.  Rarely
-        # more than one, so a list (a deque costs 600 bytes more).
-        self._readers: list[_Wait] | tuple[()] = ()
+        # The waiting reads, in order: the first, then a list of the others
+        # (rarely any: the list is made once a second read waits).
+        self._reader: _Wait | None = None
+        self._more_readers: list[_Wait] | None = None
         self._eof = False
         self._closed = False
         self._error: BaseException | None = None
@@ -796,8 +798,8 @@ class Connection(_Resource):
     def _request(self, kind: int, n: int) -> bytes | _Wait:
         """The bytes at once when they are buffered (and no read waits), or
         a L{_Wait} for them; raises at once at end of stream."""
-        readers = self._readers
-        if not readers:
+        first = self._reader
+        if first is None:
             taken = self._take(kind, n)
             if taken is not None:
                 if self._reading_paused:
@@ -810,20 +812,28 @@ class Connection(_Resource):
                     # The traceback holds this frame: no cycle through it.
                     del taken
         wait = _Wait(self, kind, n)
-        if isinstance(readers, list):
-            readers.append(wait)
+        if first is None:
+            self._reader = wait
+        elif self._more_readers is None:
+            self._more_readers = [wait]
         else:
-            self._readers = [wait]
+            self._more_readers.append(wait)
         if self._reading_paused:
             self._update_pause()
         return wait
 
     def _drop_read(self, wait: _Wait) -> None:
         """Remove C{wait} from the waiting reads, if it is there."""
-        readers = self._readers
-        if isinstance(readers, list) and wait in readers:
-            readers.remove(wait)
+        if wait is self._reader:
+            self._next_reader()
             self._serve()
+        elif self._more_readers and wait in self._more_readers:
+            self._more_readers.remove(wait)
+
+    def _next_reader(self) -> None:
+        """The first waiting read is served or gone: the next one is first."""
+        more = self._more_readers
+        self._reader = more.pop(0) if more else None
 
     def _take(self, kind: int, n: int) -> bytes | BaseException | None:
         """Bytes for one read, an exception to raise, or C{None} to wait."""
@@ -875,13 +885,11 @@ class Connection(_Resource):
         try:
             while True:
                 self._again = False
-                readers = self._readers
-                while readers:
-                    wait = readers[0]
+                while (wait := self._reader) is not None:
                     taken = self._take(wait._kind, wait._n)
                     if taken is None:
                         break
-                    del readers[0]
+                    self._next_reader()
                     # An exception is the read's result too: the read raises
                     # it, with no Failure made on the way.
                     wait._fire(taken)
@@ -892,21 +900,20 @@ class Connection(_Resource):
             self._serving = False
 
     def _update_pause(self) -> None:
-        want = len(self._buffer) >= READ_LIMIT and not self._readers and not self._eof
+        want = len(self._buffer) >= READ_LIMIT and self._reader is None and not self._eof
         if want != self._reading_paused and not self._conn.closed:
             self._reading_paused = want
             self._conn.pause(want, reason=_BACKPRESSURE)
 
     def _on_data(self, data: bytes) -> None:
-        readers = self._readers
-        if readers and not self._buffer and not self._serving:
+        wait = self._reader
+        if wait is not None and not self._buffer and not self._serving:
             # Fast path: the first waiting read takes all of C{data} as is,
             # without a trip through the buffer.
-            wait = readers[0]
             kind = wait._kind
             n = wait._n
             if (kind == _READ and (n < 0 or n >= len(data))) or (kind == _EXACT and n == len(data)):
-                del readers[0]
+                self._next_reader()
                 wait._fire(data)
                 return
         buf = self._buffer
@@ -914,7 +921,7 @@ class Connection(_Resource):
             buf += data
         else:
             buf = self._buffer = bytearray(data)
-        if readers or len(buf) >= READ_LIMIT:
+        if wait is not None or len(buf) >= READ_LIMIT:
             self._serve()
 
     def _on_state(self, exc: BaseException | None = None) -> None:
@@ -1023,7 +1030,7 @@ class Server(_Resource):
         _rendezvous.add_server(self)
 
     def _on_connect(self, conn: TcpConnection) -> None:
-        if not self._group.is_open:
+        if self._group._state != _OPEN:
             conn.abort()
             return
         group = self._group.create_subgroup() if self._bind else Group()
@@ -1040,7 +1047,9 @@ class Server(_Resource):
 
     def _hand_over(self, stream: Connection) -> None:
         key = stream._rendezvous_key
-        if key is not None and not stream._rendezvous_handed:
+        if key is None:
+            self._call(stream)
+        elif not stream._rendezvous_handed:
             stream._rendezvous_handed = True
             self._call(stream)
             _rendezvous.handed_over(key)
@@ -1051,7 +1060,7 @@ class Server(_Resource):
             self._call(stream)
 
     def _call(self, stream: Connection) -> None:
-        if not self._group.is_open or not stream.is_open:
+        if self._group._state != _OPEN or stream._group._state != _OPEN:
             stream.close()
             return
         try:
