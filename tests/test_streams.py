@@ -523,6 +523,63 @@ async def test_cancelled_read_in_a_spawned_task_takes_nothing() -> None:
     await within(server.async_close())
 
 
+class _QueueingCore:
+    """
+    A stand-in for a core L{txtcp.core.TcpConnection}: data received while
+    it is paused waits in its queue, and is delivered at once when it is
+    resumed, as the core delivers what came in while it was paused.
+    """
+
+    closed = False
+    write_paused = False
+
+    def __init__(self) -> None:
+        self.data_listeners: list[Any] = []
+        self.reasons: set[object] = {None}
+        self.queue: list[bytes] = []
+
+    def on(self, event: str, listener: Any) -> None:
+        if event == "data":
+            self.data_listeners.append(listener)
+
+    def pause(self, paused: bool, reason: object = None) -> None:
+        if paused:
+            self.reasons.add(reason)
+        else:
+            self.reasons.discard(reason)
+        while not self.reasons and self.queue:
+            self.receive(self.queue.pop(0))
+
+    def receive(self, data: bytes) -> None:
+        if self.reasons:
+            self.queue.append(data)
+        else:
+            for listener in self.data_listeners:
+                listener(data)
+
+
+@pytest.mark.parametrize("runner", ["spawn", "ensureDeferred"])
+def test_read_served_as_it_resumes_reading(runner: str) -> None:
+    """
+    A read that resumes reading (the buffer was full) and is served at once
+    by the data the core then delivers, before its await has started, gets
+    that data: with streams' own runner and with Twisted's.
+    """
+    core = _QueueingCore()
+    conn = streams.Connection(cast(Any, core))
+    core.receive(b"x" * streams.READ_LIMIT)
+    assert core.reasons  # the full buffer paused reading
+    core.receive(b"y" * 10)
+    size = streams.READ_LIMIT + 10
+    if runner == "spawn":
+        d = streams.Group().spawn(conn.readexactly, size)
+    else:
+        d = ensureDeferred(conn.readexactly(size))
+    got: list[bytes] = []
+    d.addCallback(got.append)
+    assert got == [b"x" * streams.READ_LIMIT + b"y" * 10]
+
+
 @pytest_twisted.ensureDeferred
 async def test_closed_connections_are_freed_without_the_garbage_collector() -> None:
     """

@@ -556,7 +556,7 @@ class _Wait:
     Twisted's runner would run it as one.
     """
 
-    __slots__ = ("_conn", "_deferred", "_kind", "_n", "_task")
+    __slots__ = ("_conn", "_deferred", "_kind", "_n", "_result", "_task")
 
     def __init__(self, conn: Connection, kind: int, n: int) -> None:
         self._conn = conn
@@ -564,14 +564,22 @@ class _Wait:
         self._n = n
         self._task: _Task | None = None
         self._deferred: Deferred[bytes | BaseException] | None = None
+        # The result, when the read was served before its await started.
+        self._result: bytes | BaseException | None = None
 
     def __await__(self) -> Generator[Any, Any, bytes]:
         # Not a Generator by type, but it implements what await uses of one.
         return self  # type: ignore[return-value]
 
     def __next__(self) -> _Wait:
-        # The await starts: this object goes to the runner.
-        return self
+        # The await starts: this object goes to the runner, unless the read
+        # was served already (by data that the core delivered at once when
+        # the read resumed reading).
+        result = self._result
+        if result is None:
+            return self
+        self._result = None
+        self._end(result)
 
     def send(self, value: object) -> Deferred[bytes | BaseException]:
         """The runner resumed the await with C{value}: the read's result, or
@@ -579,13 +587,17 @@ class _Wait:
         if value is self:
             d = self._deferred = Deferred(self._cancel)
             return d
-        if isinstance(value, bytes):
-            raise StopIteration(value)
+        self._end(value)
+
+    def _end(self, result: object) -> NoReturn:
+        """End the await: it returns C{result} (bytes), or raises it."""
+        if isinstance(result, bytes):
+            raise StopIteration(result)
         try:
-            raise cast(BaseException, value)
+            raise cast(BaseException, result)
         finally:
             # The traceback holds this frame: no cycle through it.
-            del value
+            del result
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> NoReturn:
         """The runner threw an exception in (the read's, or a cancellation):
@@ -601,9 +613,13 @@ class _Wait:
             self._task = None
             task._wake(result)
             return
-        d, self._deferred = self._deferred, None
+        d = self._deferred
         if d is not None:
+            self._deferred = None
             d.callback(result)
+        else:
+            # Its await has not started yet.
+            self._result = result
 
     def _drop(self) -> None:
         """Give up the read's place; it takes nothing."""
