@@ -373,7 +373,7 @@ class _Task:
 
     def _run(self, value: object, throw: bool) -> None:
         """Send C{value} in (throw it in, when C{throw}: an exception or a
-        L{Failure}) and go on until the coroutine waits or ends."""
+        C{Failure}) and go on until the coroutine waits or ends."""
         coro = self._coro
         run = self._context.run
         while True:
@@ -440,7 +440,7 @@ class _Task:
         self.cancel()
 
     def _finish(self, result: object) -> None:
-        """The coroutine returned C{result}, or raised (a L{Failure})."""
+        """The coroutine returned C{result}, or raised (a C{Failure})."""
         raise NotImplementedError
 
 
