@@ -6,12 +6,14 @@ C{Loop.run()}, guarded by a timeout that stops the loop.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -229,10 +231,13 @@ async def test_1024_writes_then_close_fire_every_callback_in_order() -> None:
     order: list[Any] = []
     payload = [os.urandom(97) for _ in range(1024)]
 
+    def written(index: int) -> Callable[[TCP, int | None], None]:
+        return lambda h, e: order.append((index, e))
+
     def on_connect(client: TCP, error: int | None) -> None:
         assert error is None
         for index, chunk in enumerate(payload):
-            client.write(chunk, lambda h, e, i=index: order.append((i, e)))
+            client.write(chunk, written(index))
         client.close(lambda h: order.append("closed"))
 
     client = TCP(loop)
@@ -899,10 +904,14 @@ async def test_end_of_stream_makes_handle_unreadable() -> None:
         server.accept(conn)
         conn.start_read(on_read)
 
+    def on_written(conn: TCP, error: int | None) -> None:
+        states.append(("written", error))
+        conn.close()
+
     def on_read(conn: TCP, data: bytes | None, error: int | None) -> None:
         states.append((data, error, conn.readable, conn.writable, conn.active))
         if data is None:
-            conn.write(b"reply after EOF", lambda h, e: (states.append(("written", e)), h.close()))
+            conn.write(b"reply after EOF", on_written)
             with pytest.raises(TCPError):
                 conn.start_read(on_read)
             server.close()
@@ -1051,6 +1060,145 @@ async def test_stop_read_holds_data_until_start_read() -> None:
     assert got[0] == "resume"
     assert b"".join(d for d in got[1:-1] if isinstance(d, bytes)) == b"echoed"
     assert got[-1] is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_on_end_of_stream_runs_callbacks_in_order_after_close_returns() -> None:
+    """
+    A handle closed from its UV_EOF read callback, with a write callback
+    pending, runs the write callback and then the close callback, both
+    after close() has returned; the read callback gets UV_EOF once.
+    """
+    loop = Loop()
+    order: list[Any] = []
+
+    def on_connection(server: TCP, error: int | None) -> None:
+        conn = TCP(loop)
+        server.accept(conn)
+        conn.start_read(on_read)
+        server.close()
+
+    def on_read(conn: TCP, data: bytes | None, error: int | None) -> None:
+        order.append(("read", data, error))
+        if data is None:
+            conn.write(b"bye", lambda h, e: order.append(("written", e)))
+            conn.close(lambda h: order.append(("closed", h.closed, h.active)))
+            order.append("close() returned")
+
+    def on_connect(client: TCP, error: int | None) -> None:
+        client.start_read(lambda h, data, e: None if data else h.close())
+        client.write(b"hi")
+        client.shutdown()
+
+    server = TCP(loop)
+    server.bind(("127.0.0.1", 0))
+    server.listen(on_connection)
+    TCP(loop).connect(server.getsockname(), on_connect)
+    run(loop)
+    assert order == [
+        ("read", b"hi", None),
+        ("read", None, errno.UV_EOF),
+        "close() returned",
+        ("written", None),
+        ("closed", True, False),
+    ]
+    assert not loop.alive and loop.handles == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_of_an_inactive_connected_handle() -> None:
+    """
+    A connected handle that does not read is inactive: run() returns.  Its
+    close() makes it active again until the close completes, on a later
+    turn, never inside the call.
+    """
+    loop = Loop()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    handles: list[TCP] = []
+    TCP(loop).connect(listener.getsockname(), lambda h, e: handles.append(h))
+    run(loop)
+    peer, _ = listener.accept()
+    peer.close()
+    listener.close()
+    (client,) = handles
+    assert not client.active and not loop.alive and loop.handles == [client]
+    got: list[str] = []
+    client.close(lambda h: got.append("closed"))
+    assert got == [] and loop.alive and loop.handles == []
+    run(loop)
+    assert got == ["closed"] and not loop.alive
+
+
+@pytest_twisted.ensureDeferred
+async def test_activity_follows_reading_writing_and_closing() -> None:
+    """
+    loop.alive and handle.active follow a connected handle through
+    stop_read and start_read, a write with a callback, and close; run()
+    returns while a connected handle neither reads nor writes.
+    """
+    loop = Loop()
+    echo = Echo(loop, close_server=False)
+    seen: list[Any] = []
+    handles: list[TCP] = []
+
+    def on_connect(client: TCP, error: int | None) -> None:
+        handles.append(client)
+        seen.append(("connected", client.active, loop.alive))
+        client.start_read(on_read)
+        seen.append(("reading", client.active))
+        client.stop_read()
+        seen.append(("stopped", client.active))
+        client.write(b"ping", on_written)
+        seen.append(("writing", client.active))
+
+    def on_written(client: TCP, error: int | None) -> None:
+        seen.append(("written", error, client.active))
+        client.start_read(on_read)
+
+    def on_read(client: TCP, data: bytes | None, error: int | None) -> None:
+        seen.append(("read", data))
+        client.stop_read()
+        echo.server.close()
+        echo.conns[0].close()
+        seen.append(("closing", loop.alive, echo.server.active))
+
+    TCP(loop).connect(echo.address, on_connect)
+    run(loop)
+    (client,) = handles
+    # Nothing keeps the loop now: the client is connected, but idle.
+    assert not client.active and loop.handles == [client]
+    assert seen == [
+        ("connected", False, True),
+        ("reading", True),
+        ("stopped", False),
+        ("writing", True),
+        ("written", None, False),
+        ("read", b"ping"),
+        ("closing", True, False),
+    ]
+    client.close()
+    assert loop.alive
+    run(loop)
+    assert not loop.alive and loop.handles == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_loop_holds_inactive_handles_weakly() -> None:
+    """loop.handles lists a handle that is not active, until nothing else holds it."""
+    loop = Loop()
+    bare = TCP(loop)
+    bound = TCP(loop)
+    bound.bind(("127.0.0.1", 0))
+    assert set(loop.handles) == {bare, bound} and not loop.alive
+    del bare
+    gc.collect()
+    assert loop.handles == [bound]
+    bound.close()
+    assert loop.handles == [] and loop.alive
+    run(loop)
+    assert not loop.alive
 
 
 @pytest_twisted.ensureDeferred

@@ -37,7 +37,7 @@ class Loop:
     """
     An event loop in pyuv's shape, over a Twisted reactor.
 
-    A L{Loop} does no I/O of its own: it counts the L{TCP} handles made on
+    A L{Loop} does no I/O of its own: it keeps the L{TCP} handles made on
     it that are I{active} (listening, reading, connecting, with writes,
     a shutdown or a close still to complete) and L{run} turns the reactor
     until none is left.  Several L{Loop} objects can share one reactor;
@@ -66,7 +66,12 @@ class Loop:
             global one (looked up now, not at import).
         """
         self._reactor = default_reactor(reactor)
-        self._handles: weakref.WeakSet[TCP] = weakref.WeakSet()
+        # Every handle not yet closed is in one of these (TCP._track moves
+        # it).  An active handle has I/O under way, which the reactor holds
+        # anyway; the others are held weakly, as pyuv lets an inactive
+        # handle go.
+        self._active: set[TCP] = set()
+        self._inactive: weakref.WeakSet[TCP] = weakref.WeakSet()
         self._stopping = False
         self._running = False
         self.excepthook: ExceptHook | None = None
@@ -87,12 +92,12 @@ class Loop:
     @property
     def handles(self) -> list[TCP]:
         """The handles made on this loop that are not closed yet."""
-        return [h for h in list(self._handles) if not h.closed]
+        return [h for h in (*self._active, *self._inactive) if not h.closed]
 
     @property
     def alive(self) -> bool:
         """Whether the loop has an active handle (L{run} would not return at once)."""
-        return self._any_active()
+        return bool(self._active)
 
     def now(self) -> int:
         """The reactor's clock, in milliseconds."""
@@ -131,17 +136,17 @@ class Loop:
                 # Calls that are due run before the first wait and after
                 # every wait, as in the reactor's own loop.
                 self._reactor.runUntilCurrent()
-                while not self._stopping and self._any_active():
+                while not self._stopping and self._active:
                     self._reactor.doIteration(self._wait())
                     self._reactor.runUntilCurrent()
             elif mode == UV_RUN_ONCE:
-                self._turn(self._wait() if self._any_active() else 0.0)
+                self._turn(self._wait() if self._active else 0.0)
             else:
                 self._turn(0.0)
         finally:
             self._running = False
             self._stopping = False
-        return self._any_active()
+        return bool(self._active)
 
     def stop(self) -> None:
         """Make a running L{run} return after the current turn."""
@@ -165,10 +170,10 @@ class Loop:
             start(installSignalHandlers=False)
 
     def _wait(self) -> float:
-        timeout = self._reactor.timeout()
-        if timeout is None:
+        timeout: float | None = self._reactor.timeout()
+        if timeout is None or timeout > _MAX_WAIT:
             return _MAX_WAIT
-        return max(0.0, min(float(timeout), _MAX_WAIT))
+        return max(0.0, timeout)
 
     def _turn(self, wait: float) -> None:
         reactor = self._reactor
@@ -178,33 +183,24 @@ class Loop:
         reactor.doIteration(wait)
         reactor.runUntilCurrent()
 
-    def _add(self, handle: TCP) -> None:
-        self._handles.add(handle)
-
-    def _forget(self, handle: TCP) -> None:
-        self._handles.discard(handle)
-
-    def _any_active(self) -> bool:
-        # A WeakSet guards its own iteration; no copy is needed.
-        for handle in self._handles:  # noqa: SIM110
-            if handle._keeps_loop():
-                return True
-        return False
-
     def _call(self, callback: Callable[..., object], *args: Any) -> None:
         """Run a user callback; route what it raises to L{excepthook}."""
         try:
             callback(*args)
         except Exception:
-            hook = self.excepthook
-            exc_type, exc, tb = sys.exc_info()
-            if hook is not None and exc_type is not None and exc is not None:
-                try:
-                    hook(exc_type, exc, tb)
-                    return
-                except Exception:
-                    self._log.failure("Loop.excepthook raised")
-            self._log.failure("Unhandled exception in callback {callback!r}", callback=callback)
+            self._raised(callback)
+
+    def _raised(self, callback: Callable[..., object]) -> None:
+        """Handle the exception C{callback} raised (called in its C{except} block)."""
+        hook = self.excepthook
+        exc_type, exc, tb = sys.exc_info()
+        if hook is not None and exc_type is not None and exc is not None:
+            try:
+                hook(exc_type, exc, tb)
+                return
+            except Exception:
+                self._log.failure("Loop.excepthook raised")
+        self._log.failure("Unhandled exception in callback {callback!r}", callback=callback)
 
 
 __all__ = ["UV_RUN_DEFAULT", "UV_RUN_NOWAIT", "UV_RUN_ONCE", "Loop"]

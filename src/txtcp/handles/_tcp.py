@@ -42,6 +42,20 @@ _MAX_POLL = 0.02
 
 _FAMILIES = (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6)
 
+# TCP._flags: the handle's booleans, packed in one int (a slot each would
+# cost 8 bytes per handle).
+_CONNECTING = 1  # connect() is under way
+_CORE_PENDING = 2  # the core's connection attempt has not reported yet
+_READING = 4
+_EOF = 8  # the stream ended (or the connection went) while reading
+_SHUT = 16  # shutdown() was called
+_CONN_GONE = 32  # the core connection is closed
+_CLOSING = 64  # close() was called
+_CLOSE_DONE = 128
+_IN_CLOSE = 256  # close() is closing the core connection
+_PAUSE_HEARD = 512  # the core connection's pause event is listened to
+_ACTIVE = 1024  # in the loop's set of active handles
+
 
 class _Request:
     """A write (or a shutdown) waiting for its bytes to reach the kernel."""
@@ -51,6 +65,60 @@ class _Request:
     def __init__(self, end: int, callback: ConnectCallback | None) -> None:
         self.end = end
         self.callback = callback
+
+
+class _Writes:
+    """
+    A handle's pending requests, made with the first and dropped with the
+    last: a request is done once every byte up to its C{end} has left the
+    connection's buffer.
+    """
+
+    __slots__ = ("delay", "poll", "reqs", "submitted")
+
+    def __init__(self, buffered: int) -> None:
+        # Bytes counted since this object was made, from the C{buffered}
+        # ones (still to send, in order) on.
+        self.submitted = buffered
+        self.reqs: deque[_Request] = deque()
+        self.poll: Any = None
+        self.delay = 0.0
+
+
+class _Extra:
+    """The parts of a handle that a connected one seldom needs; made on first use."""
+
+    __slots__ = (
+        "accepted",
+        "conn_error",
+        "delayed_error",
+        "keepalive",
+        "listen_cb",
+        "nodelay",
+        "pre",
+        "rcvbuf",
+        "server",
+        "sndbuf",
+        "sock",
+    )
+
+    def __init__(self) -> None:
+        #: The socket before there is a connection (bound, or made early).
+        self.sock: socket.socket | None = None
+        #: An error of bind() that listen() or connect() reports.
+        self.delayed_error: int | None = None
+        self.server: TcpServer | None = None
+        self.listen_cb: ConnectCallback | None = None
+        self.accepted: deque[TcpConnection] | None = None
+        #: What the connection ended with, as a libuv code.
+        self.conn_error: int | None = None
+        #: Writes made while connecting.
+        self.pre: list[bytes] | None = None
+        # Options set before there is a connection, applied once there is.
+        self.nodelay: bool | None = None
+        self.keepalive: tuple[bool, int] | None = None
+        self.sndbuf: int | None = None
+        self.rcvbuf: int | None = None
 
 
 class TCP:
@@ -80,39 +148,19 @@ class TCP:
     end of the stream.
     """
 
+    # A handle takes attributes of the user's, as pyuv's do (__dict__, made
+    # on first use).
     __slots__ = (
         "__dict__",
         "__weakref__",
-        "_accepted",
         "_close_cb",
-        "_close_done",
-        "_closing",
         "_conn",
-        "_conn_error",
-        "_conn_gone",
         "_connect_cb",
-        "_connecting",
-        "_core_pending",
-        "_delayed_error",
-        "_eof",
-        "_keepalive",
-        "_listen_cb",
+        "_flags",
         "_loop",
-        "_nodelay",
-        "_pause_heard",
-        "_poll",
-        "_poll_delay",
-        "_pre",
-        "_rcvbuf",
-        "_reactor",
         "_read_cb",
-        "_reading",
-        "_reqs",
-        "_server",
-        "_shut",
-        "_sndbuf",
-        "_sock",
-        "_submitted",
+        "_writes",
+        "_x",
     )
 
     _log = Logger()
@@ -126,45 +174,24 @@ class TCP:
         @raise TypeError: C{loop} is not a L{Loop}, or C{family} not an int.
         @raise TCPError: C{family} is not one of the three (C{UV_EINVAL}).
         """
-        if not isinstance(loop, Loop):
+        if type(loop) is not Loop and not isinstance(loop, Loop):
             raise TypeError(f"loop must be a txtcp.handles.Loop, not {loop!r}")
-        if isinstance(family, bool) or not isinstance(family, int):
-            raise TypeError(f"family must be an int, not {family!r}")
-        if family not in _FAMILIES:
-            raise _tcp_error(uverrno.UV_EINVAL, f"unsupported family {family!r}")
+        if family is not socket.AF_UNSPEC:
+            if isinstance(family, bool) or not isinstance(family, int):
+                raise TypeError(f"family must be an int, not {family!r}")
+            if family not in _FAMILIES:
+                raise _tcp_error(uverrno.UV_EINVAL, f"unsupported family {family!r}")
         self._loop = loop
-        self._reactor = loop.reactor
-        self._sock: socket.socket | None = None
-        self._delayed_error: int | None = None
-        self._server: TcpServer | None = None
-        self._listen_cb: ConnectCallback | None = None
-        self._accepted: deque[TcpConnection] | None = None
+        self._flags = 0
         self._conn: TcpConnection | None = None
-        self._conn_gone = False
-        self._conn_error: int | None = None
-        self._connecting = False
-        self._connect_cb: ConnectCallback | None = None
-        self._core_pending = 0
         self._read_cb: ReadCallback | None = None
-        self._reading = False
-        self._eof = False
-        self._shut = False
-        self._submitted = 0
-        self._pre: list[bytes] | None = None
-        self._reqs: deque[_Request] | None = None
-        self._poll: Any = None
-        self._poll_delay = 0.0
-        self._pause_heard = False
-        self._closing = False
-        self._close_done = False
+        self._connect_cb: ConnectCallback | None = None
         self._close_cb: CloseCallback | None = None
-        self._nodelay: bool | None = None
-        self._keepalive: tuple[bool, int] | None = None
-        self._sndbuf: int | None = None
-        self._rcvbuf: int | None = None
-        loop._add(self)
-        if family != socket.AF_UNSPEC:
-            self._sock = self._new_socket(socket.AddressFamily(family))
+        self._writes: _Writes | None = None
+        self._x: _Extra | None = None
+        loop._inactive.add(self)
+        if family is not socket.AF_UNSPEC and family != socket.AF_UNSPEC:
+            self._extra().sock = self._new_socket(socket.AddressFamily(family))
 
     # -- properties ----------------------------------------------------------
 
@@ -176,7 +203,7 @@ class TCP:
     @property
     def closed(self) -> bool:
         """Whether L{close} was called (the handle is closing or closed)."""
-        return self._closing
+        return bool(self._flags & _CLOSING)
 
     @property
     def active(self) -> bool:
@@ -184,32 +211,36 @@ class TCP:
         Whether the handle is listening, reading, connecting, or has writes
         or a shutdown still to complete; C{False} once closing.
         """
-        if self._closing:
+        flags = self._flags
+        if flags & _CLOSING:
             return False
+        x = self._x
         return bool(
-            self._server is not None
-            or self._connecting
-            or self._reqs
-            or (self._reading and self._open_conn() is not None and not self._eof)
+            flags & _CONNECTING
+            or self._writes is not None
+            or (x is not None and x.server is not None)
+            or (flags & (_READING | _EOF | _CONN_GONE) == _READING and self._conn is not None)
         )
 
     @property
     def readable(self) -> bool:
         """Whether the handle is connected and its stream has not ended."""
-        return not self._closing and self._open_conn() is not None and not self._eof
+        return not self._flags & (_CLOSING | _EOF | _CONN_GONE) and self._conn is not None
 
     @property
     def writable(self) -> bool:
         """Whether L{write} is possible: connected (or connecting) and not shut down."""
-        if self._closing or self._shut:
+        flags = self._flags
+        if flags & (_CLOSING | _SHUT):
             return False
-        return self._connecting or self._open_conn() is not None
+        return bool(flags & _CONNECTING) or self._open_conn() is not None
 
     @property
     def write_queue_size(self) -> int:
         """Bytes written but not yet handed to the kernel."""
         conn = self._open_conn()
-        queued = sum(map(len, self._pre)) if self._pre else 0
+        x = self._x
+        queued = sum(map(len, x.pre)) if x is not None and x.pre else 0
         return queued + (conn.write_queue_size if conn is not None else 0)
 
     @property
@@ -223,10 +254,11 @@ class TCP:
         self._check_open()
         conn = self._open_conn()
         if conn is not None:
-            with _Dup(conn.fileno()) as sock:
-                return int(sock.family)
-        if self._sock is not None:
-            return int(self._sock.family)
+            with _Dup(conn.fileno()) as dup:
+                return int(dup.family)
+        sock = self._sock()
+        if sock is not None:
+            return int(sock.family)
         raise _tcp_error(uverrno.UV_EBADF, "the handle has no socket yet")
 
     @property
@@ -274,18 +306,19 @@ class TCP:
         family, sockaddr = _parse_address(address)
         if isinstance(flags, bool) or not isinstance(flags, int):
             raise TypeError(f"flags must be an int, not {flags!r}")
-        if self._conn is not None or self._connecting or self._server is not None:
+        if self._conn is not None or self._flags & _CONNECTING or self._server() is not None:
             raise _tcp_error(uverrno.UV_EINVAL, "the handle is already in use")
         if flags & UV_TCP_IPV6ONLY and family != socket.AF_INET6:
             raise _tcp_error(uverrno.UV_EINVAL, "UV_TCP_IPV6ONLY needs an IPv6 address")
-        sock = self._sock
+        x = self._extra()
+        sock = x.sock
         if sock is not None and sock.family != family:
             raise _tcp_error(
                 uverrno.UV_EINVAL,
                 f"cannot bind a {sock.family.name} handle to {sockaddr[0]!r}",
             )
         if sock is None:
-            sock = self._sock = self._new_socket(family)
+            sock = x.sock = self._new_socket(family)
         try:
             if family == socket.AF_INET6:
                 v6only = 1 if flags & UV_TCP_IPV6ONLY else 0
@@ -294,7 +327,7 @@ class TCP:
         except OSError as exc:
             code = uverrno.from_errno(exc.errno or 0)
             if code == uverrno.UV_EADDRINUSE:
-                self._delayed_error = code
+                x.delayed_error = code
                 return
             raise _tcp_error(code, str(sockaddr)) from exc
 
@@ -315,23 +348,25 @@ class TCP:
             raise TypeError(f"callback must be callable, not {callback!r}")
         if isinstance(backlog, bool) or not isinstance(backlog, int):
             raise TypeError(f"backlog must be an int, not {backlog!r}")
-        if self._conn is not None or self._connecting:
+        if self._conn is not None or self._flags & _CONNECTING:
             raise _tcp_error(uverrno.UV_EINVAL, "a connected handle cannot listen")
-        if self._delayed_error is not None:
-            raise _tcp_error(self._delayed_error)
-        self._listen_cb = callback
-        if self._server is not None:
+        x = self._extra()
+        if x.delayed_error is not None:
+            raise _tcp_error(x.delayed_error)
+        x.listen_cb = callback
+        if x.server is not None:
             return
-        sock = self._sock
+        sock = x.sock
         if sock is None:
-            sock = self._sock = self._new_socket(socket.AF_INET)
+            sock = x.sock = self._new_socket(socket.AF_INET)
         try:
             sock.listen(max(backlog, 1))
         except OSError as exc:
             raise _tcp_error(uverrno.from_errno(exc.errno or 0)) from exc
-        server = self._server = TcpServer.from_socket(sock, self._reactor)
+        server = x.server = TcpServer.from_socket(sock, self._loop._reactor)
         server.on("connect", self._on_accepted)
         server.on("error", self._on_server_error)
+        self._track()
 
     def accept(self, client: TCP) -> None:
         """
@@ -344,19 +379,25 @@ class TCP:
             connection is pending (C{UV_EAGAIN}), or C{client} is in use
             (C{UV_EBUSY}).
         """
-        self._check_open()
+        if self._flags & _CLOSING:
+            raise HandleClosedError("Handle is closing/closed")
         if not isinstance(client, TCP):
             raise TypeError(f"client must be a TCP handle, not {client!r}")
-        client._check_open()
-        if self._server is None:
+        if client._flags & _CLOSING:
+            raise HandleClosedError("Handle is closing/closed")
+        x = self._x
+        if x is None or x.server is None:
             raise _tcp_error(uverrno.UV_EINVAL, "the handle is not listening")
-        if client._sock is not None or client._conn is not None or client._connecting:
+        if client._conn is not None or client._flags & _CONNECTING:
             raise _tcp_error(uverrno.UV_EBUSY, "the client handle is already in use")
-        if client._server is not None:
-            raise _tcp_error(uverrno.UV_EBUSY, "the client handle is listening")
-        if not self._accepted:
+        if client._x is not None:
+            if client._x.sock is not None:
+                raise _tcp_error(uverrno.UV_EBUSY, "the client handle is already in use")
+            if client._x.server is not None:
+                raise _tcp_error(uverrno.UV_EBUSY, "the client handle is listening")
+        if not x.accepted:
             raise _tcp_error(uverrno.UV_EAGAIN, "no connection is pending")
-        client._attach(self._accepted.popleft())
+        client._attach(x.accepted.popleft())
 
     def simultaneous_accepts(self, enable: bool) -> None:
         """Accepted for pyuv compatibility; it only matters on Windows."""
@@ -381,43 +422,50 @@ class TCP:
             connecting (C{UV_EALREADY}) or listening (C{UV_EINVAL}), or its
             socket is of the other family (C{UV_EINVAL}).
         """
-        self._check_open()
+        if self._flags & _CLOSING:
+            raise HandleClosedError("Handle is closing/closed")
         family, sockaddr = _parse_address(address)
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {callback!r}")
-        if self._connecting:
+        if self._flags & _CONNECTING:
             raise _tcp_error(uverrno.UV_EALREADY)
         if self._conn is not None:
             raise _tcp_error(uverrno.UV_EISCONN)
-        if self._server is not None:
-            raise _tcp_error(uverrno.UV_EINVAL, "a listening handle cannot connect")
+        x = self._x
+        delayed = None
         bind: tuple[str, int] | None = None
-        sock = self._sock
-        if sock is not None:
-            if sock.family != family:
-                raise _tcp_error(
-                    uverrno.UV_EINVAL,
-                    f"cannot connect a {sock.family.name} handle to {sockaddr[0]!r}",
-                )
-            local = sock.getsockname()
-            if local[1] != 0 and self._delayed_error is None:
-                bind = (local[0], local[1])
-            sock.close()
-            self._sock = None
-        self._connecting = True
+        if x is not None:
+            if x.server is not None:
+                raise _tcp_error(uverrno.UV_EINVAL, "a listening handle cannot connect")
+            sock = x.sock
+            if sock is not None:
+                if sock.family != family:
+                    raise _tcp_error(
+                        uverrno.UV_EINVAL,
+                        f"cannot connect a {sock.family.name} handle to {sockaddr[0]!r}",
+                    )
+                local = sock.getsockname()
+                if local[1] != 0 and x.delayed_error is None:
+                    bind = (local[0], local[1])
+                sock.close()
+                x.sock = None
+            delayed, x.delayed_error = x.delayed_error, None
+        self._flags |= _CONNECTING
         self._connect_cb = callback
-        delayed, self._delayed_error = self._delayed_error, None
+        reactor = self._loop._reactor
         if delayed is not None:
-            self._reactor.callLater(0, self._connect_failed, delayed)
+            reactor.callLater(0, self._connect_failed, delayed)
+            self._track()
             return
         host = sockaddr[0]
         if family == socket.AF_INET6 and len(sockaddr) == 4 and sockaddr[3]:
             host = f"{host}%{sockaddr[3]}"
         # This client makes one attempt: its listeners need no removing.
-        client = TcpClient(self._reactor)
+        client = TcpClient(reactor)
         client.on("connect", self._on_connected)
         client.on("connect_error", self._on_connect_error)
-        self._core_pending += 1
+        self._flags |= _CORE_PENDING
+        self._track()
         client.connect(host, sockaddr[1], CONNECT_TIMEOUT, bind_address=bind)
 
     def open(self, fd: int) -> None:
@@ -435,11 +483,11 @@ class TCP:
         self._check_open()
         if isinstance(fd, bool) or not isinstance(fd, int):
             raise TypeError(f"fd must be an int, not {fd!r}")
+        x = self._x
         if (
-            self._sock is not None
-            or self._conn is not None
-            or self._connecting
-            or self._server is not None
+            self._conn is not None
+            or self._flags & _CONNECTING
+            or (x is not None and (x.sock is not None or x.server is not None))
         ):
             raise _tcp_error(uverrno.UV_EBUSY, "the handle already has a socket")
         try:
@@ -453,11 +501,11 @@ class TCP:
         try:
             sock.getpeername()
         except OSError:
-            self._sock = sock
+            self._extra().sock = sock
             self._apply_options_to_socket(sock)
             return
         try:
-            conn = adopt_connection(sock, self._reactor)
+            conn = adopt_connection(sock, self._loop._reactor)
         finally:
             sock.close()
         self._attach(conn)
@@ -475,20 +523,25 @@ class TCP:
         @raise TCPError: the handle is not connected, or its stream ended
             (C{UV_ENOTCONN}).
         """
-        self._check_open()
+        flags = self._flags
+        if flags & _CLOSING:
+            raise HandleClosedError("Handle is closing/closed")
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {callback!r}")
-        conn = self._open_conn()
-        if conn is None or self._eof:
+        conn = self._conn
+        if conn is None or flags & (_EOF | _CONN_GONE):
             raise _tcp_error(uverrno.UV_ENOTCONN)
         self._read_cb = callback
-        self._reading = True
+        self._flags = flags | _READING
+        if not flags & _ACTIVE:
+            self._activate()  # a reading handle is active
         conn.pause(False)
 
     def stop_read(self) -> None:
         """Stop reading; bytes that arrive meanwhile wait for L{start_read}."""
         self._check_open()
-        self._reading = False
+        self._flags &= ~_READING
+        self._track()
         conn = self._open_conn()
         if conn is not None:
             conn.pause(True)
@@ -505,36 +558,32 @@ class TCP:
         @raise TCPError: the handle has no socket (C{UV_EBADF}), or is not
             connected, or was shut down (C{UV_EPIPE}).
         """
-        self._check_open()
-        buf = _to_bytes(data)
+        flags = self._flags
+        if flags & _CLOSING:
+            raise HandleClosedError("Handle is closing/closed")
+        buf = data if type(data) is bytes else _to_bytes(data)
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, not {callback!r}")
-        self._check_writable()
-        if self._connecting:
-            self._submitted += len(buf)
-            self._request(callback)
-            if self._pre is None:
-                self._pre = []
-            self._pre.append(buf)
-            return
         conn = self._conn
-        assert conn is not None
+        if conn is None or flags & (_SHUT | _CONNECTING | _CONN_GONE):
+            self._check_writable()
+            # Connecting: sent once connected.
+            x = self._extra()
+            if x.pre is None:
+                x.pre = []
+            x.pre.append(buf)
+            self._request(callback, len(buf))
+            return
         try:
             conn.write(buf)
         except ConnectionClosedError as exc:
             raise _tcp_error(uverrno.UV_EPIPE) from exc
-        self._submitted += len(buf)
-        if conn.write_queue_size:
-            # Bytes stay buffered: the request completes when they drain.
-            self._request(callback)
-            self._watch_writes(0.0)
+        if self._writes is None and callback is None and not conn.write_queue_size:
+            # Sent on the spot, and no request waits: nothing to complete.
             return
-        # The core handed every byte to the kernel on the spot, so every
-        # request is complete: their callbacks run on the next turn.
-        if callback is not None:
-            self._request(callback)
-        if self._reqs:
-            self._watch_writes(0.0)
+        # Bytes stay buffered (the request completes when they drain), or
+        # the core sent them on the spot and callbacks run on the next turn.
+        self._request(callback, len(buf))
 
     def try_write(self, data: Any) -> int:
         """
@@ -578,26 +627,27 @@ class TCP:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, not {callback!r}")
         conn = self._open_conn()
-        if self._shut or (conn is None and not self._connecting):
+        if self._flags & _SHUT or (conn is None and not self._flags & _CONNECTING):
             raise _tcp_error(uverrno.UV_ENOTCONN)
-        self._shut = True
-        self._request(callback)
+        self._flags |= _SHUT
+        self._request(callback, 0)
         if conn is not None:
             conn.shutdown()
-            self._watch_writes(0.0)
 
     # -- options and addresses -----------------------------------------------
 
     def nodelay(self, enable: bool) -> None:
         """Turn Nagle's algorithm off (C{True}) or on; kept for a later socket."""
+        if self._flags & (_CLOSING | _CONN_GONE) == 0 and self._conn is not None:
+            self._conn.nodelay = enable if type(enable) is bool else _check_bool(enable, "enable")
+            return
         self._check_open()
         value = _check_bool(enable, "enable")
-        self._nodelay = value
-        conn = self._open_conn()
-        if conn is not None:
-            conn.nodelay = value
-        elif self._sock is not None:
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(value))
+        if self._conn is None:
+            x = self._extra()
+            x.nodelay = value
+            if x.sock is not None:
+                x.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(value))
 
     def keepalive(self, enable: bool, delay: int) -> None:
         """
@@ -613,12 +663,14 @@ class TCP:
             raise TypeError(f"delay must be an int, not {delay!r}")
         if value and delay < 1:
             raise _tcp_error(uverrno.UV_EINVAL, f"delay must be >= 1, not {delay!r}")
-        self._keepalive = (value, delay)
         conn = self._open_conn()
         if conn is not None:
             conn.keepalive(value, delay if value else None)
-        elif self._sock is not None:
-            _keepalive(self._sock, value, delay)
+        elif self._conn is None:
+            x = self._extra()
+            x.keepalive = (value, delay)
+            if x.sock is not None:
+                _keepalive(x.sock, value, delay)
 
     def fileno(self) -> int:
         """
@@ -630,8 +682,9 @@ class TCP:
         conn = self._open_conn()
         if conn is not None:
             return conn.fileno()
-        if self._sock is not None:
-            return self._sock.fileno()
+        sock = self._sock()
+        if sock is not None:
+            return sock.fileno()
         raise _tcp_error(uverrno.UV_EBADF, "the handle has no socket")
 
     def getsockname(self) -> tuple[Any, ...]:
@@ -647,10 +700,11 @@ class TCP:
         if conn is not None:
             with _Dup(conn.fileno()) as sock:
                 return tuple(sock.getsockname())
-        if self._sock is not None:
-            if self._delayed_error is not None:
-                raise _tcp_error(self._delayed_error)
-            return tuple(self._sock.getsockname())
+        x = self._x
+        if x is not None and x.sock is not None:
+            if x.delayed_error is not None:
+                raise _tcp_error(x.delayed_error)
+            return tuple(x.sock.getsockname())
         raise _tcp_error(uverrno.UV_EBADF, "the handle has no socket")
 
     def getpeername(self) -> tuple[Any, ...]:
@@ -662,12 +716,13 @@ class TCP:
         """
         self._check_open()
         conn = self._open_conn()
+        sock = self._sock()
         try:
             if conn is not None:
-                with _Dup(conn.fileno()) as sock:
-                    return tuple(sock.getpeername())
-            if self._sock is not None:
-                return tuple(self._sock.getpeername())
+                with _Dup(conn.fileno()) as dup:
+                    return tuple(dup.getpeername())
+            if sock is not None:
+                return tuple(sock.getpeername())
         except OSError as exc:
             raise _tcp_error(uverrno.from_errno(exc.errno or 0)) from exc
         if self._conn is not None:
@@ -689,16 +744,23 @@ class TCP:
         @raise HandleClosedError: the handle is already closing or closed.
         @raise TypeError: C{callback} is not callable.
         """
-        self._check_open()
+        flags = self._flags
+        if flags & _CLOSING:
+            raise HandleClosedError("Handle is closing/closed")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, not {callback!r}")
-        self._closing = True
+        self._flags = (flags | _CLOSING) & ~_READING
         self._close_cb = callback
-        self._reading = False
-        later = self._reactor.callLater
-        server, self._server = self._server, None
+        if not flags & _ACTIVE:
+            self._track()  # a closing handle is active until closed
+        later = self._loop._reactor.callLater
+        x = self._x
+        server = x.server if x is not None else None
+        conn = self._conn
         if server is not None:
-            accepted, self._accepted = self._accepted, None
+            assert x is not None
+            x.server = None
+            accepted, x.accepted = x.accepted, None
             while accepted:
                 accepted.popleft().abort()
             if server.listening:
@@ -706,48 +768,92 @@ class TCP:
                 server.close()
             else:
                 later(0, self._finish_close)
-        elif self._connecting:
-            self._connecting = False
+        elif flags & _CONNECTING:
+            self._flags &= ~_CONNECTING
             later(0, self._connect_failed, uverrno.UV_ECANCELED, True)
-        elif self._conn is not None and not self._conn_gone:
-            self._conn.close()
+        elif conn is not None and not flags & _CONN_GONE:
+            # The core may close inside its close(): _on_close must then wait.
+            self._flags |= _IN_CLOSE
+            try:
+                conn.close()
+            finally:
+                self._flags &= ~_IN_CLOSE
         else:
             later(0, self._finish_close)
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if x is not None and x.sock is not None:
+            x.sock.close()
+            x.sock = None
 
     # -- internals -----------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closing:
+        if self._flags & _CLOSING:
             raise HandleClosedError("Handle is closing/closed")
 
     def _check_writable(self) -> None:
-        if self._shut:
+        flags = self._flags
+        if flags & _SHUT:
             raise _tcp_error(uverrno.UV_EPIPE, "the handle was shut down")
-        if self._connecting:
+        if flags & _CONNECTING:
             return
         if self._conn is not None:
-            if self._conn_gone:
+            if flags & _CONN_GONE:
                 raise _tcp_error(uverrno.UV_EPIPE, "the connection is closed")
             return
-        if self._sock is None and self._server is None:
+        if self._sock() is None and self._server() is None:
             raise _tcp_error(uverrno.UV_EBADF, "the handle has no socket")
         raise _tcp_error(uverrno.UV_EPIPE, "the handle is not connected")
 
     def _open_conn(self) -> TcpConnection | None:
-        if self._conn_gone:
+        if self._flags & _CONN_GONE:
             return None
         return self._conn
 
-    def _keeps_loop(self) -> bool:
-        """Whether L{Loop.run} must go on for this handle."""
-        if self._core_pending:
-            return True
-        if self._closing:
-            return not self._close_done
-        return self.active
+    def _extra(self) -> _Extra:
+        x = self._x
+        if x is None:
+            x = self._x = _Extra()
+        return x
+
+    def _sock(self) -> socket.socket | None:
+        x = self._x
+        return x.sock if x is not None else None
+
+    def _server(self) -> TcpServer | None:
+        x = self._x
+        return x.server if x is not None else None
+
+    def _track(self) -> None:
+        """
+        Keep the handle in its loop's set of active handles while L{Loop.run}
+        must go on for it (it is L{active}, closing, or a connection attempt
+        has still to report), in its set of the others otherwise; called
+        after every change that can alter it.
+        """
+        flags = self._flags
+        if flags & (_CORE_PENDING | _CLOSING):
+            keeps = bool(flags & _CORE_PENDING or not flags & _CLOSE_DONE)
+        else:
+            keeps = self.active
+        loop = self._loop
+        if keeps:
+            if not flags & _ACTIVE:
+                self._activate()
+        elif flags & _ACTIVE:
+            self._flags = flags & ~_ACTIVE
+            loop._active.discard(self)
+            if not flags & _CLOSE_DONE:
+                loop._inactive.add(self)
+        elif flags & _CLOSE_DONE:
+            # Closed and waiting for nothing: the loop forgets it.
+            loop._inactive.discard(self)
+
+    def _activate(self) -> None:
+        """Move the handle, which was not, to its loop's active ones."""
+        self._flags |= _ACTIVE
+        loop = self._loop
+        loop._inactive.discard(self)
+        loop._active.add(self)
 
     def _new_socket(self, family: socket.AddressFamily) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -757,25 +863,28 @@ class TCP:
         return sock
 
     def _apply_options_to_socket(self, sock: socket.socket) -> None:
-        if self._nodelay is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(self._nodelay))
-        if self._keepalive is not None:
-            _keepalive(sock, *self._keepalive)
-        if self._sndbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._sndbuf)
-        if self._rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._rcvbuf)
+        x = self._x
+        if x is None:
+            return
+        if x.nodelay is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(x.nodelay))
+        if x.keepalive is not None:
+            _keepalive(sock, *x.keepalive)
+        if x.sndbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, x.sndbuf)
+        if x.rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, x.rcvbuf)
 
-    def _apply_options_to_conn(self, conn: TcpConnection) -> None:
-        if self._nodelay is not None:
-            conn.nodelay = self._nodelay
-        if self._keepalive is not None:
-            enable, delay = self._keepalive
+    def _apply_options_to_conn(self, conn: TcpConnection, x: _Extra) -> None:
+        if x.nodelay is not None:
+            conn.nodelay = x.nodelay
+        if x.keepalive is not None:
+            enable, delay = x.keepalive
             conn.keepalive(enable, delay if enable else None)
-        if self._sndbuf is not None:
-            conn.send_buffer_size = self._sndbuf
-        if self._rcvbuf is not None:
-            conn.receive_buffer_size = self._rcvbuf
+        if x.sndbuf is not None:
+            conn.send_buffer_size = x.sndbuf
+        if x.rcvbuf is not None:
+            conn.receive_buffer_size = x.rcvbuf
 
     def _buffer_size(self, option: int) -> int:
         self._check_open()
@@ -784,8 +893,9 @@ class TCP:
             if option == socket.SO_SNDBUF:
                 return conn.send_buffer_size
             return conn.receive_buffer_size
-        if self._sock is not None:
-            return self._sock.getsockopt(socket.SOL_SOCKET, option)
+        sock = self._sock()
+        if sock is not None:
+            return sock.getsockopt(socket.SOL_SOCKET, option)
         raise _tcp_error(uverrno.UV_EBADF, "the handle has no socket")
 
     def _set_buffer_size(self, option: int, value: int) -> None:
@@ -795,210 +905,293 @@ class TCP:
         if value <= 0:
             raise _tcp_error(uverrno.UV_EINVAL, f"buffer size must be positive, not {value!r}")
         conn = self._open_conn()
-        if conn is None and self._sock is None:
+        sock = self._sock()
+        if conn is None and sock is None:
             raise _tcp_error(uverrno.UV_EBADF, "the handle has no socket")
-        if option == socket.SO_SNDBUF:
-            self._sndbuf = value
-        else:
-            self._rcvbuf = value
         if conn is not None:
             if option == socket.SO_SNDBUF:
                 conn.send_buffer_size = value
             else:
                 conn.receive_buffer_size = value
-        elif self._sock is not None:
-            self._sock.setsockopt(socket.SOL_SOCKET, option, value)
+            return
+        x = self._extra()
+        if option == socket.SO_SNDBUF:
+            x.sndbuf = value
+        else:
+            x.rcvbuf = value
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, option, value)
 
     def _attach(self, conn: TcpConnection) -> None:
         """Make C{conn} this handle's connection (accepted, adopted or made)."""
         self._conn = conn
         conn.allow_half_open = True
         conn.on("data", self._on_data)
-        conn.on("end", self._on_end)
-        conn.on("error", self._on_error)
-        conn.on("close", self._on_close)
-        try:
-            self._apply_options_to_conn(conn)
-        except Exception:
-            self._log.failure("Cannot apply the handle's socket options")
+        on_state = self._on_state
+        conn.on("end", on_state)
+        conn.on("error", on_state)
+        conn.on("close", on_state)
+        x = self._x
+        if x is not None:
+            try:
+                self._apply_options_to_conn(conn, x)
+            except Exception:
+                self._log.failure("Cannot apply the handle's socket options")
 
     # Events of the listening server.
 
     def _on_accepted(self, conn: TcpConnection) -> None:
-        if self._closing or self._listen_cb is None:
+        x = self._x
+        if self._flags & _CLOSING or x is None or x.listen_cb is None:
             conn.abort()
             return
-        if self._accepted is None:
-            self._accepted = deque()
-        self._accepted.append(conn)
-        self._loop._call(self._listen_cb, self, None)
+        if x.accepted is None:
+            x.accepted = deque()
+        x.accepted.append(conn)
+        callback = x.listen_cb
+        try:
+            callback(self, None)
+        except Exception:
+            self._loop._raised(callback)
 
     def _on_server_error(self, exc: BaseException) -> None:
-        if self._closing or self._listen_cb is None:
+        x = self._x
+        if self._flags & _CLOSING or x is None or x.listen_cb is None:
             return
-        server, self._server = self._server, None
-        del server
-        self._loop._call(self._listen_cb, self, error_info(exc).uv_code)
+        x.server = None
+        self._track()
+        self._loop._call(x.listen_cb, self, error_info(exc).uv_code)
 
     # Events of a connection attempt.
 
     def _on_connected(self, conn: TcpConnection) -> None:
-        self._core_pending -= 1
-        if self._closing or not self._connecting:
+        flags = self._flags & ~_CORE_PENDING
+        if flags & _CLOSING or not flags & _CONNECTING:
+            self._flags = flags
             conn.abort()
-            self._forget_if_done()
+            self._track()
             return
-        self._connecting = False
+        self._flags = flags & ~_CONNECTING
         self._attach(conn)
-        pre, self._pre = self._pre, None
-        for buf in pre or ():
-            conn.write(buf)
-        if self._shut:
+        x = self._x
+        if x is not None:
+            pre, x.pre = x.pre, None
+            for buf in pre or ():
+                conn.write(buf)
+        if flags & _SHUT:
             conn.shutdown()
-        if self._reqs:
+        if self._writes is not None:
             self._watch_writes(0.0)
+        self._track()
         callback, self._connect_cb = self._connect_cb, None
         if callback is not None:
             self._loop._call(callback, self, None)
 
     def _on_connect_error(self, errtype: type[OSError], code: int) -> None:
-        self._core_pending -= 1
-        if self._closing or not self._connecting:
-            self._forget_if_done()
+        self._flags &= ~_CORE_PENDING
+        if self._flags & _CLOSING or not self._flags & _CONNECTING:
+            self._track()
             return
         uv = uverrno.UV_EAI_NONAME if errtype is socket.gaierror else uverrno.from_errno(code)
         self._connect_failed(uv)
 
     def _connect_failed(self, code: int, closing: bool = False) -> None:
-        self._connecting = False
-        self._pre = None
-        self._shut = False
+        self._flags &= ~(_CONNECTING | _SHUT)
+        if self._x is not None:
+            self._x.pre = None
         callback, self._connect_cb = self._connect_cb, None
         if callback is not None:
             self._loop._call(callback, self, code)
         self._fail_requests(uverrno.UV_ECANCELED)
         if closing:
             self._finish_close()
+        else:
+            self._track()
 
     # Events of the connection.
 
     def _on_data(self, data: bytes) -> None:
-        if self._reading and not self._closing and self._read_cb is not None:
-            self._loop._call(self._read_cb, self, data, None)
+        callback = self._read_cb
+        if self._flags & (_READING | _CLOSING) == _READING and callback is not None:
+            # The hottest path: Loop._call's guard, without the extra call.
+            try:
+                callback(self, data, None)
+            except Exception:
+                self._loop._raised(callback)
+
+    def _on_state(self, exc: BaseException | None = None) -> None:
+        """
+        The core connection's C{end}, C{error} and C{close} events: one
+        listener for the three.  C{error} brings its exception; C{close}
+        comes once the core connection is closed, and so does an C{end}
+        emitted as it closes: that one is taken for the end and the close
+        together.
+        """
+        if exc is not None:
+            self._extra().conn_error = error_info(exc).uv_code
+            return
+        conn = self._conn
+        assert conn is not None
+        if not conn.closed:
+            self._on_end()
+            return
+        flags = self._flags
+        if flags & _CONN_GONE:
+            return
+        x = self._x
+        if not flags & (_EOF | _CLOSING) and (x is None or x.conn_error is None):
+            self._on_end()  # a clean close: the end of the stream came with it
+        self._on_close()
 
     def _on_end(self) -> None:
-        self._eof = True
-        if self._reading and not self._closing and self._read_cb is not None:
-            self._reading = False
-            self._loop._call(self._read_cb, self, None, uverrno.UV_EOF)
-
-    def _on_error(self, exc: BaseException) -> None:
-        self._conn_error = error_info(exc).uv_code
+        flags = self._flags | _EOF
+        self._flags = flags & ~_READING
+        callback = self._read_cb
+        if flags & (_READING | _CLOSING) == _READING and callback is not None:
+            try:
+                callback(self, None, uverrno.UV_EOF)
+            except Exception:
+                self._loop._raised(callback)
+        if not self._flags & _CLOSING:
+            self._track()
 
     def _on_close(self) -> None:
-        self._conn_gone = True
-        self._stop_watching()
-        code = self._conn_error
-        self._fail_requests(code)
-        if self._reading and not self._closing and self._read_cb is not None:
-            self._reading = False
-            if not self._eof:
-                self._eof = True
-                self._loop._call(self._read_cb, self, None, code or uverrno.UV_EOF)
-        if self._closing:
-            self._reactor.callLater(0, self._finish_close)
+        flags = self._flags
+        self._flags = (flags | _CONN_GONE) & ~_READING
+        x = self._x
+        code = x.conn_error if x is not None else None
+        if flags & _IN_CLOSE:
+            # Closed inside close(): the rest waits for the next turn.
+            self._loop._reactor.callLater(0, self._finish_close, code)
+            return
+        if self._writes is not None:
+            self._fail_requests(code)
+        if flags & (_READING | _CLOSING | _EOF) == _READING and self._read_cb is not None:
+            self._flags |= _EOF
+            self._loop._call(self._read_cb, self, None, code or uverrno.UV_EOF)
+        if flags & _CLOSING:
+            self._finish_close()
+        else:
+            self._track()
 
     def _on_write_pause(self, paused: bool) -> None:
-        if not paused and self._reqs:
+        if not paused and self._writes is not None:
             self._watch_writes(0.0)
 
     # Write completion: a request is done when every byte up to its end has
     # left the connection's buffer.
 
-    def _request(self, callback: ConnectCallback | None) -> None:
-        """Queue a request that completes once every byte submitted so far is sent."""
-        reqs = self._reqs
-        if reqs is None:
-            reqs = self._reqs = deque()
-        reqs.append(_Request(self._submitted, callback))
+    def _request(self, callback: ConnectCallback | None, size: int) -> None:
+        """
+        Count C{size} more bytes written and queue a request that completes
+        once every byte written so far is sent; look for it on the next turn.
+        """
+        writes = self._writes
+        if writes is None:
+            # Its count starts from what is buffered now, these bytes included.
+            writes = self._writes = _Writes(self.write_queue_size)
+            self._track()
+        else:
+            writes.submitted += size
+        writes.reqs.append(_Request(writes.submitted, callback))
+        if self._open_conn() is not None:
+            self._watch_writes(0.0)
 
     def _watch_writes(self, delay: float) -> None:
-        poll = self._poll
+        writes = self._writes
+        assert writes is not None
+        reactor = self._loop._reactor
+        poll = writes.poll
         if poll is not None and poll.active():
-            if delay >= poll.getTime() - self._reactor.seconds():
+            if delay >= poll.getTime() - reactor.seconds():
                 return
             poll.cancel()
-        self._poll = self._reactor.callLater(delay, self._check_writes)
-
-    def _stop_watching(self) -> None:
-        if self._poll is not None and self._poll.active():
-            self._poll.cancel()
-        self._poll = None
+        writes.poll = reactor.callLater(delay, self._check_writes)
 
     def _check_writes(self) -> None:
-        self._poll = None
+        writes = self._writes
+        if writes is None:
+            return
+        writes.poll = None
         conn = self._open_conn()
-        if conn is None or self._connecting:
+        if conn is None or self._flags & _CONNECTING:
             return
-        reqs = self._reqs
-        if not reqs:
-            return
-        done = self._submitted - conn.write_queue_size
+        reqs = writes.reqs
+        done = writes.submitted - conn.write_queue_size
         progressed = False
         call = self._loop._call
         while reqs and reqs[0].end <= done:
             request = reqs.popleft()
             progressed = True
+            last = not reqs
+            if last:
+                # No request left: the handle may be inactive in this callback.
+                self._writes = None
+                self._track()
             if request.callback is not None:
                 call(request.callback, self, None)
-            if self._conn_gone:
-                return
-        if reqs and self._poll is None:
-            if conn.write_paused and not self._shut:
+            if last or self._writes is not writes:
+                return  # done, or the connection went (_fail_requests took the rest)
+        if writes.poll is None:
+            if conn.write_paused and not self._flags & _SHUT:
                 # The buffer is full: the core's pause(False) says when it
                 # has drained, and _on_write_pause looks again then.  Few
                 # connections ever fill it, so the listener is added then.
-                if not self._pause_heard:
-                    self._pause_heard = True
+                if not self._flags & _PAUSE_HEARD:
+                    self._flags |= _PAUSE_HEARD
                     conn.on("pause", self._on_write_pause)
                 if conn.write_paused:
                     return
-            self._poll_delay = (
-                0.0 if progressed else min(max(self._poll_delay * 2, 0.001), _MAX_POLL)
-            )
-            self._watch_writes(self._poll_delay)
+            writes.delay = 0.0 if progressed else min(max(writes.delay * 2, 0.001), _MAX_POLL)
+            self._watch_writes(writes.delay)
 
     def _fail_requests(self, code: int | None) -> None:
         """Complete every pending request, with C{code} (or success)."""
-        reqs = self._reqs
+        writes, self._writes = self._writes, None
+        if writes is None:
+            return
+        _cancel(writes.poll)
+        reqs = writes.reqs
         while reqs:
             request = reqs.popleft()
             if request.callback is not None:
                 self._loop._call(request.callback, self, code)
 
-    def _finish_close(self) -> None:
-        if self._close_done:
+    def _finish_close(self, code: int | None = uverrno.UV_ECANCELED) -> None:
+        """Complete the close: pending requests get C{code}, then the close callback runs."""
+        if self._flags & _CLOSE_DONE:
             return
-        self._fail_requests(uverrno.UV_ECANCELED)
-        self._close_done = True
-        self._forget_if_done()
+        if self._writes is not None:
+            self._fail_requests(code)
+        flags = self._flags | _CLOSE_DONE
+        if flags & (_ACTIVE | _CORE_PENDING) == _ACTIVE:
+            # The usual end of a handle, without _track's look at it.
+            self._flags = flags & ~_ACTIVE
+            self._loop._active.discard(self)
+        else:
+            self._flags = flags
+            self._track()
         callback, self._close_cb = self._close_cb, None
         if callback is not None:
             self._loop._call(callback, self)
 
-    def _forget_if_done(self) -> None:
-        # A handle that is closed and waits for nothing never keeps its loop
-        # again: the loop stops looking at it.
-        if self._close_done and not self._core_pending:
-            self._loop._forget(self)
-
     def __repr__(self) -> str:
-        state = "closed" if self._closing else "open"
+        state = "closed" if self._flags & _CLOSING else "open"
         return f"<txtcp.handles.TCP {state} at {id(self):#x}>"
 
 
 def _parse_address(address: object) -> tuple[socket.AddressFamily, tuple[Any, ...]]:
     """Check a pyuv address tuple; return its family and socket address."""
+    if type(address) is tuple and len(address) == 2:
+        # The usual (IPv4 literal, port) goes the short way.
+        host, port = address
+        if type(host) is str and type(port) is int and 0 <= port <= 0xFFFF:
+            try:
+                socket.inet_pton(socket.AF_INET, host)
+            except OSError:
+                pass
+            else:
+                return socket.AF_INET, address
     if not isinstance(address, tuple):
         raise TypeError(f"address must be tuple, not {type(address).__name__}")
     if not 2 <= len(address) <= 4:
@@ -1062,6 +1255,12 @@ def _one_buffer(item: object) -> bytes:
         raise TypeError(
             f"data must be a bytes-like object or a list of them, not {type(item).__name__}"
         ) from None
+
+
+def _cancel(call: Any) -> None:
+    """Cancel C{call}, a delayed call or C{None}, unless it has run."""
+    if call is not None and call.active():
+        call.cancel()
 
 
 def _check_bool(value: object, name: str) -> bool:
