@@ -515,6 +515,39 @@ async def test_closed_connections_need_no_garbage_collector() -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_connect_attempts_need_no_garbage_collector() -> None:
+    """A client's transport and connector, and a TcpClient whose once() listener has
+    run, are freed by reference counting alone once the connection closes."""
+    from twisted.internet import tcp
+
+    server = await listening(txtcp.TcpServer("127.0.0.1", 0))
+    closed: list[str] = []
+
+    def connected(conn: txtcp.TcpConnection) -> None:
+        conn.on("close", lambda: closed.append("client"))
+        conn.close()
+
+    def leftovers() -> list[object]:
+        kinds = (tcp.Client, tcp.Connector, txtcp.TcpClient)
+        return [o for o in gc.get_objects() if isinstance(o, kinds)]
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = leftovers()  # other tests' connections may still be open
+        client = txtcp.TcpClient()
+        client.once("connect", connected)
+        client.connect("127.0.0.1", server.port or 0)
+        await wait_for(lambda: closed == ["client"])
+        await sleep(0.05)
+        del client
+        assert [o for o in leftovers() if not any(o is b for b in before)] == []
+    finally:
+        gc.enable()
+    server.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_listeners_forgotten_after_close() -> None:
     """Once close is emitted the connection holds no listeners (nothing more is emitted)."""
     server, c, s = await pair()

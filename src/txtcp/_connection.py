@@ -749,6 +749,12 @@ class _TcpProtocol:
 
     def connectionLost(self, reason: Failure = _DONE) -> None:
         self.connected = 0
+        # A client transport and its connector refer to each other: forget
+        # the transport on the connector (which has no more use for it), so
+        # that neither waits for the garbage collector.
+        connector = getattr(self.transport, "connector", None)
+        if connector is not None and getattr(connector, "transport", None) is self.transport:
+            connector.transport = None
         if self.connection is not None:
             self.connection._lost(reason)
 

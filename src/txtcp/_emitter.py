@@ -81,13 +81,7 @@ class EventEmitter:
         """Call C{listener} the next time C{event} is emitted, then forget it."""
         if not callable(listener):
             raise TypeError(f"listener must be callable, not {listener!r}")
-
-        def wrapper(*args: Any) -> None:
-            self.remove_listener(event, wrapper)
-            listener(*args)
-
-        wrapper.listener = listener  # type: ignore[attr-defined]
-        self.on(event, wrapper)
+        self.on(event, _Once(self, event, listener))
 
     def remove_listener(self, event: str, listener: Listener) -> None:
         """
@@ -157,6 +151,23 @@ class EventEmitter:
                     event=event,
                 )
         return ok
+
+
+class _Once:
+    """A listener that forgets itself when first called (an object rather
+    than a closure: a closure would refer to itself, a cycle that only the
+    garbage collector could free)."""
+
+    __slots__ = ("emitter", "event", "listener")
+
+    def __init__(self, emitter: EventEmitter, event: str, listener: Listener) -> None:
+        self.emitter = emitter
+        self.event = event
+        self.listener = listener
+
+    def __call__(self, *args: Any) -> None:
+        self.emitter.remove_listener(self.event, self)
+        self.listener(*args)
 
 
 def _check_event(event: object) -> None:
