@@ -489,6 +489,8 @@ async def test_concurrent_reads_in_order_and_cancellation() -> None:
     await sleep(0.05)
     assert not small.called
     big.cancel()
+    with pytest.raises(CancelledError):
+        await big
     assert await within(small) == b"z"
     await within(client.async_close())
     await within(server.async_close())
