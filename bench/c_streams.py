@@ -5,7 +5,6 @@ reactor.  Flow control through C{await conn.drain()}.
 
 from __future__ import annotations
 
-import inspect
 from time import perf_counter
 from typing import Any
 
@@ -15,13 +14,6 @@ from txtcp import streams
 
 from ._common import ACK, HOST, MESSAGE, MSG, PAYLOAD, ClientJob, Clock, Ready
 from .c_twisted import run_reactor
-
-
-async def _write(conn: Any, data: bytes) -> None:
-    # write() is a plain method today; await it if it ever returns an awaitable.
-    result = conn.write(data)
-    if inspect.isawaitable(result):
-        await result
 
 
 def _nodelay(conn: Any) -> None:
@@ -41,7 +33,7 @@ def serve(kind: str, total: int, ready: Ready) -> None:
                 before = got
                 got += len(data)
                 if before < total <= got:
-                    await _write(conn, ACK)
+                    conn.write(ACK)
         except ConnectionError:
             pass
         finally:
@@ -51,7 +43,7 @@ def serve(kind: str, total: int, ready: Ready) -> None:
         _nodelay(conn)
         try:
             while True:
-                await _write(conn, await conn.read())
+                conn.write(await conn.read())
         except ConnectionError:
             pass
         finally:
@@ -77,7 +69,7 @@ def client(job: ClientJob) -> float:
         started = perf_counter()
         sent = 0
         while sent < job.total:
-            await _write(conn, PAYLOAD)
+            conn.write(PAYLOAD)
             await conn.drain()
             sent += len(PAYLOAD)
         await conn.readexactly(1)
@@ -90,7 +82,7 @@ def client(job: ClientJob) -> float:
         _nodelay(conn)
         clock = Clock(job.seconds)
         while True:
-            await _write(conn, MESSAGE)
+            conn.write(MESSAGE)
             await conn.readexactly(MSG)
             if not clock.tick():
                 break
@@ -101,7 +93,7 @@ def client(job: ClientJob) -> float:
         clock = Clock(job.seconds)
         while True:
             conn = await streams.connect(address)
-            await _write(conn, MESSAGE)
+            conn.write(MESSAGE)
             await conn.readexactly(MSG)
             conn.close()
             if not clock.tick():
