@@ -57,8 +57,8 @@ _TLS = 16
 _TRANSPORT_PAUSED = 32
 _WRITE_PAUSED = 64
 _HALF_OPEN = 128
-# Emitting the peer's end of stream read from a plain TCP transport, and
-# close() was called by one of its listeners (see _end).
+# Emitting the peer's end of stream, and close() was called by one of its
+# listeners (see _end).
 _ENDING = 256
 _CLOSE_ASKED = 512
 
@@ -258,19 +258,7 @@ class TcpConnection(EventEmitter):
 
     def _end(self, from_transport: bool = False) -> None:
         self._ended = True
-        if not from_transport or self._direct is None or self._relay is not None:
-            self._emit("end")
-            if self._closed or self._closing:
-                return
-            if not self._flags & _HALF_OPEN:
-                self.close()
-            elif self._write_shut:
-                self._transport.loseConnection()
-            return
-        # The transport's end of stream on plain TCP: when nothing is left to
-        # flush, the connection closes at once, as Twisted itself does on an
-        # end of stream, rather than a reactor turn later; also when an end
-        # listener is the one that closes.
+        # A close() by an end listener is finished here, once they all ran.
         self._flags |= _ENDING
         try:
             self._emit("end")
@@ -281,7 +269,9 @@ class TcpConnection(EventEmitter):
             return
         if flags & _CLOSE_ASKED or (not self._closing and not flags & _HALF_OPEN):
             self._closing = True
-            if self._relay is None and self._unbuffered_tcp():
+            if from_transport and self._relay is None and self._unbuffered_tcp():
+                # Nothing to flush: close at once, as Twisted itself does on
+                # an end of stream, rather than a reactor turn later.
                 self._forget_transport_producer()
                 self._transport.connectionLost(_DONE)
                 return
