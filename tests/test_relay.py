@@ -163,32 +163,46 @@ async def test_tls_side_uses_the_normal_path(certs: Any) -> None:
 
 
 @pytest.mark.parametrize("zero_copy", PATHS)
+@pytest.mark.parametrize("half_closed", [False, True], ids=["both-ways", "after-half-close"])
 @pytest_twisted.ensureDeferred
-async def test_slow_reader_holds_the_source_back(zero_copy: bool) -> None:
-    """A sink that does not read stops the source being read; the relay holds a bounded amount."""
+async def test_slow_reader_holds_the_source_back(zero_copy: bool, half_closed: bool) -> None:
+    """A sink that does not read stops the source being read; the relay holds a
+    bounded amount.  The same for the upstream's reply after the client's
+    half-close."""
     setup = Setup()
     await setup.start(zero_copy)
     for conn in (setup.client, setup.upstream):
         conn.send_buffer_size = conn.receive_buffer_size = 64 * 1024
+    source, sink = setup.client, setup.upstream
+    flow, into = setup.relay._ab, setup.relay.b
+    if half_closed:
+        source, sink = setup.upstream, setup.client
+        flow, into = setup.relay._ba, setup.relay.a
+        source.allow_half_open = True
+        ended = Collector(source)
+        sink.shutdown()
+        await wait_for(lambda: ended.events == ["end"])
     data = pattern(48 * MiB)
     sent: list[bool] = []
-    send_all(setup.client, data, lambda: sent.append(True))
-    at_upstream = Hasher(setup.upstream)
-    setup.upstream.pause(True)
+    send_all(source, data, lambda: sent.append(True))
+    at_sink = Hasher(sink)
+    sink.pause(True)
     await sleep(0.5)
-    taken = setup.relay.bytes_a_to_b
-    held = setup.relay._ab.pending + setup.relay.b.write_queue_size
+    taken = flow.count
+    held = flow.pending + into.write_queue_size
     await sleep(0.5)
     # The source is not read while the sink is full ...
-    assert setup.relay.bytes_a_to_b == taken
+    assert flow.count == taken
     # ... the relay holds at most a pipe, or the write threshold plus one read.
     assert held <= (256 * 1024 if zero_copy else 128 * 1024 + CHUNK)
     assert not sent and taken < 8 * MiB
     assert setup.relay.zero_copy is zero_copy
-    setup.upstream.pause(False)
-    await wait_for(lambda: at_upstream.size == len(data), 60)
-    assert at_upstream.hash.hexdigest() == hashlib.sha256(data).hexdigest()
-    setup.client.close()
+    sink.pause(False)
+    await wait_for(lambda: at_sink.size == len(data), 60)
+    assert at_sink.hash.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert setup.relay.zero_copy is zero_copy
+    source.close()
+    sink.close()
     setup.close()
 
 
@@ -204,9 +218,15 @@ async def test_half_close_from_the_client(zero_copy: bool) -> None:
     setup.client.shutdown()
     await wait_for(lambda: upstream.events == ["data", "end"])
     assert upstream.data == b"request"
+    # The end passed on, the reply's direction is back in the kernel.
+    assert setup.relay.zero_copy is zero_copy
     reply = pattern(4 * MiB)
-    send_all(setup.upstream, reply, setup.upstream.shutdown)
+    send_all(setup.upstream, reply, lambda: None)
+    await wait_for(lambda: client.size == len(reply), 30)
+    assert setup.relay.zero_copy is zero_copy  # the whole reply went that way
+    setup.upstream.shutdown()
     await wait_for(lambda: "end" in client.events, 30)
+    assert setup.relay.bytes_b_to_a == len(reply)
     assert hashlib.sha256(client.data).digest() == hashlib.sha256(reply).digest()
     await client.wait_closed()
     await upstream.wait_closed()
@@ -226,8 +246,10 @@ async def test_half_close_from_the_upstream(zero_copy: bool) -> None:
     setup.upstream.write(b"banner")
     setup.upstream.shutdown()
     await wait_for(lambda: client.events == ["data", "end"])
+    assert setup.relay.zero_copy is zero_copy
     setup.client.write(b"late request")
     await wait_for(lambda: upstream.data == b"late request")
+    assert setup.relay.zero_copy is zero_copy
     setup.client.shutdown()
     await client.wait_closed()
     await upstream.wait_closed()
@@ -317,6 +339,33 @@ async def test_writing_to_a_relayed_connection_keeps_the_order() -> None:
     assert setup.relay.bytes_a_to_b == 6
     setup.client.close()
     await upstream.wait_closed()
+    setup.close()
+
+
+@pytest.mark.skipif(not SPLICE, reason="needs splice")
+@pytest_twisted.ensureDeferred
+async def test_after_a_half_close_a_write_keeps_the_order() -> None:
+    """Back in the kernel after a half-close, a write from outside moves the
+    relay to the normal path for good, after what the kernel already took."""
+    setup = Setup()
+    await setup.start(True)
+    setup.upstream.allow_half_open = True
+    client, upstream = Collector(setup.client), Collector(setup.upstream)
+    setup.client.shutdown()
+    await wait_for(lambda: upstream.events == ["end"])
+    assert setup.relay.zero_copy
+    setup.upstream.write(b"abc")
+    await wait_for(lambda: client.data == b"abc")
+    setup.relay.a.write(b"-marker-")
+    assert not setup.relay.zero_copy
+    setup.upstream.write(b"def")
+    await wait_for(lambda: client.data == b"abc-marker-def")
+    setup.upstream.shutdown()
+    await client.wait_closed()
+    await upstream.wait_closed()
+    assert not setup.relay.zero_copy
+    assert (setup.relay.bytes_a_to_b, setup.relay.bytes_b_to_a) == (0, 6)
+    assert client.events == ["data", "end", "close"]
     setup.close()
 
 

@@ -62,6 +62,10 @@ _HALF_OPEN = 128
 _ENDING = 256
 _CLOSE_ASKED = 512
 
+#: An internal event (for a relay): the write side is shut, the end of
+#: stream sent after everything written before it.
+_WRITE_SHUT = "_write_shut"
+
 # Markers queued behind undelivered data: the peer's end of stream, and the
 # loss of the connection.
 _END = object()
@@ -465,6 +469,7 @@ class TcpConnection(EventEmitter):
         lose_write()
 
     def _write_lost(self) -> None:
+        self._emit(_WRITE_SHUT)
         if self._ended and self._flags & _HALF_OPEN and not self._closed:
             self._transport.loseConnection()
 

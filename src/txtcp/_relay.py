@@ -27,7 +27,7 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.python.failure import Failure
 
-from ._connection import TcpConnection, _buffered
+from ._connection import _WRITE_SHUT, TcpConnection, _buffered
 from ._errors import ConnectionClosedError, TxtcpError
 
 __all__ = ["Relay", "relay"]
@@ -233,34 +233,64 @@ class Relay:
 
         source.on("data", data)
         sink.on("pause", sink_paused)
+        sink.on(_WRITE_SHUT, self._write_shut)
         source.on("end", lambda: _half_close(sink))
         source.on("close", sink.close)
+
+    def _write_shut(self) -> None:
+        # One direction has ended and its end has been passed on: the other
+        # may go on in the kernel.
+        if self._may_splice:
+            self._enter_splice()
 
     # -- the zero-copy path --------------------------------------------------
 
     def _enter_splice(self, starting: bool = False) -> bool:
-        a, b = self.a, self.b
-        if self._splicing or not (_spliceable(a, starting) and _spliceable(b, starting)):
+        """
+        Take both sockets over if each direction either can move in the
+        kernel now or is finished (its end passed on); at least one must
+        be able to move.
+        """
+        if self._splicing:
             return False
+        ab, ba = self._ab, self._ba
+        live_ab = _flow_spliceable(ab, starting)
+        live_ba = _flow_spliceable(ba, starting)
+        if not (
+            (live_ab or live_ba)
+            and (live_ab or _flow_finished(ab))
+            and (live_ba or _flow_finished(ba))
+        ):
+            return False
+        a, b = self.a, self.b
         a.pause(True, reason=_SPLICING)
         b.pause(True, reason=_SPLICING)
         if starting:
             a.pause(False)
             b.pause(False)
-        self._side_a = _SpliceSide(self, a, self._ab, self._ba)
-        self._side_b = _SpliceSide(self, b, self._ba, self._ab)
-        self._ab.source_fd = self._ba.sink_fd = self._side_a.fileno()
-        self._ba.source_fd = self._ab.sink_fd = self._side_b.fileno()
+        side_a = self._side_a = _SpliceSide(self, a, ab, ba)
+        side_b = self._side_b = _SpliceSide(self, b, ba, ab)
+        ab.source_fd = ba.sink_fd = side_a.fileno()
+        ba.source_fd = ab.sink_fd = side_b.fileno()
         self._splicing = True
         _POOL.users += 1
         a._relay = b._relay = self
-        self._reactor.addReader(self._side_a)
-        self._reactor.addReader(self._side_b)
+        # A finished direction's source has no more to read, and its
+        # transport no longer reads either.
+        if live_ab:
+            self._reactor.addReader(side_a)
+        if live_ba:
+            self._reactor.addReader(side_b)
         return True
 
-    def _leave_splice(self) -> None:
-        """Hand both sockets back to their transports, for good."""
-        self._may_splice = False
+    def _leave_splice(self, for_good: bool = True) -> None:
+        """
+        Hand both sockets back to their transports; unless C{for_good}
+        (after an end of stream), the direction still open may come back to
+        the kernel once that end has been passed on.
+        """
+        if for_good:
+            self._may_splice = False
         if not self._splicing:
             return
         self._splicing = False
@@ -315,7 +345,7 @@ class Relay:
             if not n:
                 # End of stream: the transport reads it again and reports it.
                 _POOL.put(pipe)
-                self._leave_splice()
+                self._leave_splice(for_good=False)
                 return
             flow.count += n
             self.last_activity = self._reactor.seconds()
@@ -359,16 +389,43 @@ class Relay:
         return side
 
 
-def _spliceable(conn: TcpConnection, starting: bool) -> bool:
+def _flow_spliceable(flow: _Flow, starting: bool) -> bool:
+    """Whether C{flow} can move in the kernel: its source reads, its sink
+    writes, both plain TCP, nothing queued or buffered on either."""
+    source, sink = flow.source, flow.sink
+    return (
+        _usable(source)
+        and not (source._read_eof or source._ended or source._queue)
+        and source._reasons <= ({None} if starting else set())
+        and _usable(sink)
+        and not sink._write_shut
+        and not _buffered(sink._transport)
+    )
+
+
+def _flow_finished(flow: _Flow) -> bool:
+    """Whether C{flow} is over: its source's end has been delivered and its
+    sink's write side is shut, with nothing left to send."""
+    source, sink = flow.source, flow.sink
+    transport = sink._transport
+    return (
+        _usable(source)
+        and source._ended
+        and not source._queue
+        and _usable(sink)
+        and sink._write_shut
+        and bool(getattr(transport, "_writeDisconnected", False))
+        and not _buffered(transport)
+    )
+
+
+def _usable(conn: TcpConnection) -> bool:
     transport = conn._transport
     return (
         conn._direct is not None
-        and not (conn._closed or conn._closing or conn._write_shut)
-        and not (conn._read_eof or conn._ended or conn._queue)
-        and conn._reasons <= ({None} if starting else set())
+        and not (conn._closed or conn._closing)
         and bool(transport.connected)
         and not transport.disconnecting
-        and not _buffered(transport)
     )
 
 
@@ -410,10 +467,14 @@ def relay(a: TcpConnection, b: TcpConnection, *, zero_copy: bool = True) -> Rela
     on either, and C{zero_copy} is true.  Bytes on it never reach Python,
     so no C{data} event is emitted for them (on the normal path the relay's
     own C{data} listener forwards them, and other listeners see them too).
-    An end of stream, an error, or any call on either connection that acts
-    on it (L{TcpConnection.write}, C{pause}, C{close}, C{abort},
-    C{shutdown}, C{start_tls}, C{try_write}) moves the pair to the normal
-    path first, for good, with nothing lost or reordered.
+    An end of stream moves the pair to the normal path while it is passed
+    on; once the other connection's write side is shut, the direction
+    still open goes back to the zero-copy path (a request, a half-close,
+    then a long reply: the reply moves in the kernel).  An error, or any
+    call on either connection that acts on it while on the zero-copy path
+    (L{TcpConnection.write}, C{pause}, C{close}, C{abort}, C{shutdown},
+    C{start_tls}, C{try_write}), moves the pair to the normal path for good.
+    Nothing is lost or reordered either way.
 
     @param zero_copy: C{False} to always use the normal path.
     @raise TypeError: C{a} or C{b} is not a L{TcpConnection}.
