@@ -168,3 +168,27 @@ async def pair(
     client_conn = await connect(connect_host or host, server.port or 0)
     (server_conn,) = await accepted
     return server, client_conn, server_conn
+
+
+def queued_connects(port: int, count: int) -> int:
+    """
+    Start C{count} connects to C{port} without letting the reactor run (so
+    none is accepted); return how many completed their handshake, which the
+    kernel allows only while the listen backlog has room.
+    """
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+        done = 0
+        for sock in socks:
+            try:
+                sock.getpeername()
+            except OSError:
+                continue
+            done += 1
+        return done
+    finally:
+        for sock in socks:
+            sock.close()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+import sys
 from typing import Any
 
 import pytest
 import pytest_twisted
-from _helpers import Collector, connect, listening, sleep, wait_event, wait_for
+from _helpers import Collector, connect, listening, queued_connects, sleep, wait_event, wait_for
 
 import txtcp
 from txtcp import ErrorKind, error_info
@@ -119,6 +120,26 @@ async def test_from_endpoint_strings() -> None:
         conn = await connect(host, server.port or 0)
         conn.close()
         server.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's backlog accounting")
+@pytest.mark.parametrize(
+    ("description", "backlog"),
+    [
+        ("tcp:0:interface=127.0.0.1", 511),
+        ("tcp:0:interface=127.0.0.1:backlog=20", 20),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_from_endpoint_backlog(description: str, backlog: int) -> None:
+    """A string without backlog= listens with 511, as TcpServer() does, not
+    Twisted's 50; one with backlog= keeps it."""
+    server = await listening(txtcp.TcpServer.from_endpoint(description))
+    queued = queued_connects(server.port or 0, 100)
+    # The kernel queues one more than the backlog.
+    assert queued == min(100, backlog + 1)
+    server.close()
+    await wait_event(server, "stop")
 
 
 @pytest_twisted.ensureDeferred

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from _helpers import Collector, connect, logged, port_in_use, sleep, wait_for
+from _helpers import Collector, connect, logged, port_in_use, queued_connects, sleep, wait_for
 from _twistd import ROOT, Twistd, run_twistd, start
 from twisted.application.service import IServiceMaker, MultiService
 from twisted.logger import LogEvent, LogLevel, formatEvent
@@ -125,6 +125,27 @@ async def test_in_application_round_trip() -> None:
     await got.wait_closed()
     assert got.events == ["data", "end", "close"]
     assert service.open_connections == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's backlog accounting")
+@pytest_twisted.ensureDeferred
+async def test_burst_of_connects_is_queued() -> None:
+    """
+    A real twistd tcp-echo that is not accepting (stopped) still has 100
+    connects queued by the kernel: it listens with a backlog of 511, not
+    Twisted's 50.
+    """
+    proc = await start("tcp-echo", "--listen", "tcp:0:interface=127.0.0.1")
+    try:
+        proc.proc.send_signal(signal.SIGSTOP)
+        try:
+            assert queued_connects(proc.port, 100) == 100
+        finally:
+            proc.proc.send_signal(signal.SIGCONT)
+        # Each is served once the process runs again: the client has closed it.
+        await wait_for(lambda: proc.output.count(" ended: ") >= 100)
+    finally:
+        proc.kill()
 
 
 @pytest_twisted.ensureDeferred

@@ -73,7 +73,15 @@ def ip_family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if isIPv6Address(host) else socket.AF_INET
 
 
-def tcp_server_endpoint(reactor: Any, host: str, port: int, backlog: int = 511) -> Any:
+#: The listen backlog of a server, unless told otherwise (nginx's and
+#: Redis's; Twisted's endpoints default to 50).
+DEFAULT_BACKLOG = 511
+
+# Endpoint strings that take a backlog= keyword.
+_WITH_BACKLOG = ("tcp", "tcp6", "ssl", "unix")
+
+
+def tcp_server_endpoint(reactor: Any, host: str, port: int, backlog: int = DEFAULT_BACKLOG) -> Any:
     """A server endpoint on the IP literal C{host} (C{""}: all IPv4 interfaces)."""
     if host and isIPv6Address(host):
         return TCP6ServerEndpoint(reactor, port, backlog=backlog, interface=host)
@@ -169,10 +177,12 @@ def client_endpoint(reactor: Any, description: object) -> tuple[Any, str | None]
     return endpoint, host
 
 
-def server_endpoint(reactor: Any, description: object) -> Any:
+def server_endpoint(reactor: Any, description: object, *, backlog: int | None = None) -> Any:
     """
     A server endpoint from an C{IStreamServerEndpoint} or a description string
     (C{tcp:}, C{tcp6:}, C{ssl:}, C{unix:}, C{haproxy:}, C{systemd:}, ...).
+    A C{tcp:}, C{tcp6:}, C{ssl:} or C{unix:} string (also behind
+    C{haproxy:}) without C{backlog=} listens with C{backlog} when given.
 
     @raise ValueError: the string cannot be parsed, or its port (C{tcp:},
         C{tcp6:}, C{ssl:}, also behind C{haproxy:}) is outside 0..65535.
@@ -185,13 +195,21 @@ def server_endpoint(reactor: Any, description: object) -> Any:
             f"endpoint must be an IStreamServerEndpoint or a description string, "
             f"not {description!r}"
         )
+    inner = description[len("haproxy:") :] if description.startswith("haproxy:") else description
+    args, kwargs = _split(inner)
+    with_backlog = description
+    if (
+        backlog is not None
+        and args[0] in _WITH_BACKLOG
+        and "backlog" not in kwargs
+        and not description.endswith("\\")
+    ):
+        with_backlog = f"{description}:backlog={backlog}"
     try:
-        endpoint = serverFromString(reactor, description)
+        endpoint = serverFromString(reactor, with_backlog)
     except Exception as exc:
         raise ValueError(f"cannot parse server endpoint {description!r}: {exc}") from exc
     # Twisted takes any integer as a port; listening would fail only later.
-    inner = description[len("haproxy:") :] if description.startswith("haproxy:") else description
-    args, kwargs = _split(inner)
     if args[0] in ("tcp", "tcp6", "ssl"):
         port = kwargs.get("port") or (args[1] if len(args) > 1 else None)
         try:

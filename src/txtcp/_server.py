@@ -15,7 +15,14 @@ from zope.interface import implementer
 
 from ._connection import Address, TcpConnection, _address, _TcpFactory
 from ._emitter import EventEmitter
-from ._endpoints import check_host, check_port, is_ip_literal, server_endpoint, tcp_server_endpoint
+from ._endpoints import (
+    DEFAULT_BACKLOG,
+    check_host,
+    check_port,
+    is_ip_literal,
+    server_endpoint,
+    tcp_server_endpoint,
+)
 from ._errors import HostNotFoundError
 from ._reactor import _default_reactor
 from ._tls import CertificateSource, KeySource, TrustRoot, load_certificate, server_options
@@ -44,7 +51,12 @@ class TcpServer(EventEmitter):
     _log = Logger()
 
     def __init__(
-        self, host: str | bytes, port: int | str, loop: Any = None, *, backlog: int = 511
+        self,
+        host: str | bytes,
+        port: int | str,
+        loop: Any = None,
+        *,
+        backlog: int = DEFAULT_BACKLOG,
     ) -> None:
         host_s = check_host(host)
         port_n = check_port(port)
@@ -67,7 +79,7 @@ class TcpServer(EventEmitter):
         @raise ValueError: the string cannot be parsed.
         """
         reactor = _default_reactor(loop)
-        ep = server_endpoint(reactor, endpoint)
+        ep = server_endpoint(reactor, endpoint, backlog=DEFAULT_BACKLOG)
         self = cls.__new__(cls)
         self._setup(reactor)
         self._listen(ep)
@@ -257,7 +269,7 @@ class TlsServer(TcpServer):
         private_key: KeySource = None,
         trust_root: TrustRoot = None,
         require_client_certificate: bool = False,
-        backlog: int = 511,
+        backlog: int = DEFAULT_BACKLOG,
     ) -> None:
         self._options = server_options(
             load_certificate(certificate, private_key),
@@ -284,7 +296,7 @@ class TlsServer(TcpServer):
             require_client_certificate=require_client_certificate,
         )
         reactor = _default_reactor(loop)
-        ep = server_endpoint(reactor, endpoint)
+        ep = server_endpoint(reactor, endpoint, backlog=DEFAULT_BACKLOG)
         self = cls.__new__(cls)
         self._options = options
         self._setup(reactor)

@@ -23,11 +23,13 @@ from _helpers import wait_for
 from _rel import fd_count, fds_settle, nofile_limit, record, status_kib
 from _twistd import Twistd, start
 
-# The client opens 200 connections at a time.  With Twisted's default
-# backlog of 50 the kernel answers the overflow with SYN cookies, and under
-# that load it can accept a connection twice: the duplicate is an
-# established socket no client knows of, which the server rightly holds
-# open, and the descriptor count never comes back to its baseline.
+# The client has up to 200 connections opening at a time; the accept queue
+# must never overflow.  With a backlog of 50 (Twisted's for endpoint
+# strings, before the services raised it to 511) it did: the kernel
+# answered with SYN cookies, and under that load it at times accepted a
+# connection twice.  The duplicate, an established socket no client knows
+# of, is rightly held open by the server, and the descriptor count never
+# came back to its baseline.
 LOOPBACK = "tcp:0:interface=127.0.0.1:backlog=1024"
 CLIENT = str(Path(__file__).resolve().parent / "_load_client.py")
 PAYLOAD = 1000
