@@ -189,7 +189,9 @@ async def test_slow_reader_holds_the_source_back(zero_copy: bool, half_closed: b
     sink.pause(True)
     await sleep(0.5)
     taken = flow.count
-    held = flow.pending + into.write_queue_size
+    held = into.write_queue_size  # the pipe's bytes too, on the zero-copy path
+    if zero_copy:
+        assert flow.pending > 0 and held >= flow.pending
     await sleep(0.5)
     # The source is not read while the sink is full ...
     assert flow.count == taken

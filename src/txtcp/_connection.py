@@ -367,10 +367,14 @@ class TcpConnection(EventEmitter):
 
     @property
     def write_queue_size(self) -> int:
-        """Bytes written but not yet handed to the kernel."""
+        """Bytes waiting to be sent: written but not yet handed to the
+        socket, including those a relay holds for it in a pipe."""
         if self._closed:
             return 0
-        return _buffered(self._transport)
+        held = _buffered(self._transport)
+        if self._relay is not None:
+            held += self._relay._held_for(self)
+        return held
 
     # IPushProducer, driven by the transport's write buffer.
     def pauseProducing(self) -> None:

@@ -383,6 +383,11 @@ class Relay:
         _POOL.put(pipe)
         return False
 
+    def _held_for(self, sink: TcpConnection) -> int:
+        """Bytes in the pipe that C{sink} has not taken yet."""
+        flow = self._ba if sink is self.a else self._ab
+        return flow.pending if flow.pipe is not None else 0
+
     def _side_of(self, conn: TcpConnection) -> _SpliceSide:
         side = self._side_a if conn is self.a else self._side_b
         assert side is not None
