@@ -267,6 +267,21 @@ _active: set[Component] = set()
 _runners: list[Any] = []
 
 
+_V = TypeVar("_V")
+
+
+def _waiter(waiters: list[Deferred[_V]] | deque[Deferred[_V]]) -> Deferred[_V]:
+    """A new C{Deferred} at the end of C{waiters}; cancelling it removes it."""
+
+    def cancel(d: Deferred[_V]) -> None:
+        if d in waiters:
+            waiters.remove(d)
+
+    d: Deferred[_V] = Deferred(cancel)
+    waiters.append(d)
+    return d
+
+
 def run(loop: Any = None) -> None:
     """
     Run the reactor until every activated component has finished, then stop
@@ -387,15 +402,7 @@ class Component:
         end = self._outbox(outbox).end()
         if not (isinstance(end, _Inbox) and end.full()):
             return succeed(None)
-        waiters = end.room
-
-        def cancel(d: Deferred[None]) -> None:
-            if d in waiters:
-                waiters.remove(d)
-
-        d: Deferred[None] = Deferred(cancel)
-        waiters.append(d)
-        return d
+        return _waiter(end.room)
 
     def data_ready(self, inbox: str = "inbox") -> bool:
         """Whether C{inbox} holds a message that L{recv} returns at once."""
@@ -414,15 +421,7 @@ class Component:
         box = self._inbox(inbox)
         if box.queue:
             return succeed(box.take())
-        readers = box.readers
-
-        def cancel(d: Deferred[Any]) -> None:
-            if d in readers:
-                readers.remove(d)
-
-        d: Deferred[Any] = Deferred(cancel)
-        readers.append(d)
-        return d
+        return _waiter(box.readers)
 
     def _take(self, inbox: str) -> object:
         return self._inbox(inbox).take()
