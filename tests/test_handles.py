@@ -78,6 +78,30 @@ def has_ipv6() -> bool:
 needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback")
 
 
+def serve(loop: Loop, on_connection: Callable[[TCP, int | None], None]) -> TCP:
+    """A handle of C{loop} listening on 127.0.0.1 (a free port) with C{on_connection}."""
+    server = TCP(loop)
+    server.bind(("127.0.0.1", 0))
+    server.listen(on_connection)
+    return server
+
+
+def connect_and_run(
+    loop: Loop, address: tuple[Any, ...], on_connect: Callable[[TCP, int | None], None]
+) -> TCP:
+    """A new handle of C{loop} connecting to C{address} with C{on_connect};
+    returned once L{run} has run the loop until it is idle."""
+    client = TCP(loop)
+    client.connect(address, on_connect)
+    run(loop)
+    return client
+
+
+def run_python(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run this Python with C{args} in a fresh process; return the finished process."""
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=30)
+
+
 class Echo:
     """A listening handle that accepts connections and echoes what it reads."""
 
@@ -144,12 +168,8 @@ async def test_server_and_client_exchange_data() -> None:
         events.append(("client read", data, error))
         client.close(lambda h: events.append("client closed"))
 
-    server = TCP(loop)
-    server.bind(("127.0.0.1", 0))
-    server.listen(on_connection)
-    client = TCP(loop)
-    client.connect(server.getsockname(), on_client_connection)
-    run(loop)
+    server = serve(loop, on_connection)
+    connect_and_run(loop, server.getsockname(), on_client_connection)
     assert events[0] in (("connection", None), ("connected", None))
     assert set(events[:2]) == {("connection", None), ("connected", None)}
     assert events[2:] == [
@@ -240,9 +260,7 @@ async def test_1024_writes_then_close_fire_every_callback_in_order() -> None:
             client.write(chunk, written(index))
         client.close(lambda h: order.append("closed"))
 
-    client = TCP(loop)
-    client.connect(echo.address, on_connect)
-    run(loop)
+    connect_and_run(loop, echo.address, on_connect)
     assert order == [(i, None) for i in range(1024)] + ["closed"]
     assert hashlib.sha256(echo.data).hexdigest() == hashlib.sha256(b"".join(payload)).hexdigest()
 
@@ -264,9 +282,7 @@ async def test_write_saturation_then_close_with_callback() -> None:
         assert client.write_queue_size > 0
         client.close(lambda h: results.append("closed"))
 
-    client = TCP(loop)
-    client.connect(echo.address, on_connect)
-    run(loop)
+    connect_and_run(loop, echo.address, on_connect)
     assert results[-1] == "closed"
     assert results[:-1] == [None] * (len(results) - 1)
     assert len(results) - 1 == len(sent) // 65536
@@ -309,9 +325,7 @@ async def test_write_callbacks_without_close_sent_and_buffered() -> None:
         client.send_buffer_size = 4096
         pump(client)
 
-    client = TCP(loop)
-    client.connect(echo.address, on_connect)
-    run(loop)
+    connect_and_run(loop, echo.address, on_connect)
     assert order[:4] == ["a written", ("pump", None), ("a", None), ("d", None)]
     assert order[-3:] == [("last", None), ("shutdown", None), "closed"]
     assert all(item == ("pump", None) for item in order[4:-3])
@@ -339,9 +353,7 @@ async def test_memoryview_nul_and_lists_are_written() -> None:
         client.shutdown()
         client.start_read(lambda h, data, e: h.close() if data is None else None)
 
-    client = TCP(loop)
-    client.connect(echo.address, on_connect)
-    run(loop)
+    connect_and_run(loop, echo.address, on_connect)
     assert echo.data == b"PING-PIN\x00G\nPING1PING2PING\x00\xff3ab"
     assert done == [None] * 5
 
@@ -368,9 +380,7 @@ async def test_invalid_write_arguments() -> None:
         client.close()
         echo.server.close()
 
-    client = TCP(loop)
-    client.connect(echo.address, on_connect)
-    run(loop)
+    connect_and_run(loop, echo.address, on_connect)
     assert checked == ["done"]
     assert echo.received == []
 
@@ -416,12 +426,8 @@ async def test_shutdown_then_close() -> None:
             client.shutdown()
         states.append(("second shutdown", info.value.args[0]))
 
-    server = TCP(loop)
-    server.bind(("127.0.0.1", 0))
-    server.listen(on_connection)
-    client = TCP(loop)
-    client.connect(server.getsockname(), on_client_connection)
-    run(loop)
+    server = serve(loop, on_connection)
+    connect_and_run(loop, server.getsockname(), on_client_connection)
     assert counts == {"shutdown": 1, "close": 3}
     assert states[:3] == [
         ("after shutdown", False, True),
@@ -508,9 +514,7 @@ async def test_try_write() -> None:
         if len(ended) == 2:
             client.close()
 
-    client = TCP(loop)
-    client.connect(echo.address, on_connect)
-    run(loop)
+    connect_and_run(loop, echo.address, on_connect)
     assert got == [4, 4, 4, errno.UV_EAGAIN, errno.UV_EPIPE]
     expected = hashlib.sha256(b"PINGPONG+sent+now" + bulk).hexdigest()
     assert hashlib.sha256(echo.data).hexdigest() == expected
@@ -534,9 +538,7 @@ async def test_try_write() -> None:
         results.append(total > 0)
         client.close()
 
-    client = TCP(loop)
-    client.connect(("127.0.0.1", server.port or 0), on_connect2)
-    run(loop)
+    connect_and_run(loop, ("127.0.0.1", server.port or 0), on_connect2)
     assert results == [errno.UV_EAGAIN, True]
     for peer in peers:
         peer.abort()
@@ -579,9 +581,7 @@ async def test_fileno_and_getsockname_match_the_socket() -> None:
         client.close()
         echo.server.close()
 
-    client = TCP(loop)
-    client.connect(echo.address, on_connect)
-    run(loop)
+    connect_and_run(loop, echo.address, on_connect)
     assert seen == ["peer", 2, 2, "peer", 2]
 
 
@@ -604,9 +604,7 @@ async def test_ipv6_addresses_are_four_tuples() -> None:
         echo.server.close()
 
     assert len(echo.address) == 4
-    client = TCP(loop)
-    client.connect(echo.address, on_connect)
-    run(loop)
+    connect_and_run(loop, echo.address, on_connect)
     assert seen[:2] == [True, True]
     assert seen[2] == ("::1", echo.address[1], 0, 0)
     assert seen[3] == socket.AF_INET6
@@ -735,9 +733,7 @@ async def test_open_unconnected_socket_then_listen() -> None:
         s.close()
 
     server.listen(on_connection)
-    client = TCP(loop)
-    client.connect(address, lambda h, e: h.close())
-    run(loop)
+    connect_and_run(loop, address, lambda h, e: h.close())
     assert len(accepted) == 1
 
 
@@ -774,9 +770,7 @@ async def test_buffer_sizes() -> None:
         client.close()
         echo.server.close()
 
-    client = TCP(loop)
-    client.connect(echo.address, on_connect)
-    run(loop)
+    connect_and_run(loop, echo.address, on_connect)
     assert sizes[0] == sizes[1] == (65536 if sys.platform.startswith("linux") else 32768)
 
 
@@ -815,9 +809,7 @@ async def test_ipv6_only_binding() -> None:
         server.close()
 
     server.listen(on_connection)
-    client = TCP(loop)
-    client.connect(("127.0.0.1", port), on_v4)
-    run(loop)
+    connect_and_run(loop, ("127.0.0.1", port), on_v4)
     assert results == [("v4", errno.UV_ECONNREFUSED), ("v6", None)]
 
 
@@ -926,12 +918,8 @@ async def test_end_of_stream_makes_handle_unreadable() -> None:
         if data is None:
             client.close()
 
-    server = TCP(loop)
-    server.bind(("127.0.0.1", 0))
-    server.listen(on_connection)
-    client = TCP(loop)
-    client.connect(server.getsockname(), on_connect)
-    run(loop)
+    server = serve(loop, on_connection)
+    connect_and_run(loop, server.getsockname(), on_connect)
     assert states[0] == (b"hi", None, True, True, True)
     assert states[1] == (None, errno.UV_EOF, False, True, False)
     assert ("written", None) in states
@@ -958,9 +946,7 @@ async def test_connection_reset_reaches_read_callback() -> None:
         got.append((data, error, client.readable, client.writable, client.active))
         client.close()
 
-    client = TCP(loop)
-    client.connect(listener.getsockname(), on_connect)
-    run(loop)
+    connect_and_run(loop, listener.getsockname(), on_connect)
     listener.close()
     assert got == [(None, errno.UV_ECONNRESET, False, False, False)]
 
@@ -990,12 +976,8 @@ async def test_accept_errors() -> None:
         conn.close()
         server.close()
 
-    server = TCP(loop)
-    server.bind(("127.0.0.1", 0))
-    server.listen(on_connection)
-    client = TCP(loop)
-    client.connect(server.getsockname(), lambda h, e: h.close())
-    run(loop)
+    server = serve(loop, on_connection)
+    connect_and_run(loop, server.getsockname(), lambda h, e: h.close())
     assert codes == [errno.UV_EBUSY, errno.UV_EAGAIN, errno.UV_EINVAL]
 
 
@@ -1054,9 +1036,7 @@ async def test_stop_read_holds_data_until_start_read() -> None:
         client.start_read(on_read)
         client.shutdown()
 
-    client = TCP(loop)
-    client.connect(echo.address, on_connect)
-    run(loop)
+    connect_and_run(loop, echo.address, on_connect)
     assert got[0] == "resume"
     assert b"".join(d for d in got[1:-1] if isinstance(d, bytes)) == b"echoed"
     assert got[-1] is None
@@ -1090,11 +1070,8 @@ async def test_close_on_end_of_stream_runs_callbacks_in_order_after_close_return
         client.write(b"hi")
         client.shutdown()
 
-    server = TCP(loop)
-    server.bind(("127.0.0.1", 0))
-    server.listen(on_connection)
-    TCP(loop).connect(server.getsockname(), on_connect)
-    run(loop)
+    server = serve(loop, on_connection)
+    connect_and_run(loop, server.getsockname(), on_connect)
     assert order == [
         ("read", b"hi", None),
         ("read", None, errno.UV_EOF),
@@ -1117,8 +1094,7 @@ async def test_close_of_an_inactive_connected_handle() -> None:
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     handles: list[TCP] = []
-    TCP(loop).connect(listener.getsockname(), lambda h, e: handles.append(h))
-    run(loop)
+    connect_and_run(loop, listener.getsockname(), lambda h, e: handles.append(h))
     peer, _ = listener.accept()
     peer.close()
     listener.close()
@@ -1164,8 +1140,7 @@ async def test_activity_follows_reading_writing_and_closing() -> None:
         echo.conns[0].close()
         seen.append(("closing", loop.alive, echo.server.active))
 
-    TCP(loop).connect(echo.address, on_connect)
-    run(loop)
+    connect_and_run(loop, echo.address, on_connect)
     (client,) = handles
     # Nothing keeps the loop now: the client is connected, but idle.
     assert not client.active and loop.handles == [client]
@@ -1220,9 +1195,7 @@ async def test_callback_exceptions_go_to_excepthook() -> None:
         client.shutdown()
         raise RuntimeError("from a callback")
 
-    client = TCP(loop)
-    client.connect(echo.address, on_connect)
-    run(loop)
+    connect_and_run(loop, echo.address, on_connect)
     assert hooked == [(RuntimeError, "from a callback")]
     assert echo.data == b"boom"
 
@@ -1251,9 +1224,7 @@ async def test_loop_run_many_times_and_modes() -> None:
     worker.start()
     worker.join(TIMEOUT)
     assert [type(e) for e in from_thread] == [RuntimeError]
-    server = TCP(loop)
-    server.bind(("127.0.0.1", 0))
-    server.listen(lambda h, e: None)
+    server = serve(loop, lambda h, e: None)
     assert loop.alive and server.active and loop.handles == [server]
     reactor.callLater(0.05, loop.stop)
     assert loop.run() is True
@@ -1265,9 +1236,7 @@ async def test_loop_run_many_times_and_modes() -> None:
         handle.close()
         server.close()
 
-    client = TCP(loop)
-    client.connect(server.getsockname(), nested)
-    run(loop)
+    connect_and_run(loop, server.getsockname(), nested)
     assert not loop.alive and loop.handles == []
     assert Loop.default_loop() is Loop.default_loop()
     assert loop.now() >= 0
@@ -1315,20 +1284,14 @@ async def test_no_file_descriptors_leak() -> None:
 
     for _ in range(3):
         echo = Echo(loop)
-        TCP(loop).connect(echo.address, on_connect)
-        run(loop)
+        connect_and_run(loop, echo.address, on_connect)
     assert await fds_back_to(baseline) <= baseline
 
 
 @pytest_twisted.ensureDeferred
 async def test_docs_example_runs_in_a_plain_script() -> None:
     """docs/examples/handles_echo.py runs Loop.run() twice in a fresh process and exits."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "docs" / "examples" / "handles_echo.py")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_python(str(ROOT / "docs" / "examples" / "handles_echo.py"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["hello, pyuv", "and again"]
 
@@ -1336,12 +1299,7 @@ async def test_docs_example_runs_in_a_plain_script() -> None:
 @pytest_twisted.ensureDeferred
 async def test_docs_example_in_a_running_reactor() -> None:
     """docs/examples/handles_in_reactor.py works under task.react without Loop.run()."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "docs" / "examples" / "handles_in_reactor.py")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_python(str(ROOT / "docs" / "examples" / "handles_in_reactor.py"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["hello from the server"]
 
@@ -1353,7 +1311,5 @@ async def test_importing_handles_installs_no_reactor() -> None:
         "import sys, txtcp.handles, txtcp.handles.errno, txtcp.handles.error\n"
         "assert 'twisted.internet.reactor' not in sys.modules\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
-    )
+    result = run_python("-c", code)
     assert result.returncode == 0, result.stderr

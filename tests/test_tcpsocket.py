@@ -135,16 +135,72 @@ CONNECTED_FROM_NAME = [
 ]
 
 
-async def connected(host: str = "127.0.0.1", **kw: Any) -> tuple[Any, TcpSocket, Recorder, Any]:
+def failed_after(attempt: list[tuple[Any, ...]], error: SocketError) -> list[tuple[Any, ...]]:
+    """
+    The events of a connect that fails once CONNECTING: those of the
+    successful C{attempt} up to host_found and connect()'s return, then
+    UNCONNECTED and error(C{error}).
+    """
+    return [*attempt[:4], ("state_changed", S.UNCONNECTED), ("error", S.UNCONNECTED, error)]
+
+
+CLOSING_AFTER_WRITE = [
+    ("state_changed", S.CLOSING),
+    ("returned", S.CLOSING),
+    ("bytes_written", S.CLOSING),
+    ("state_changed", S.UNCONNECTED),
+    ("disconnected", S.UNCONNECTED),
+]
+
+
+async def connect_and_wait(
+    host: str,
+    port: int,
+    until: str,
+    *,
+    read_in_ready_read: bool = False,
+    **connect_kw: Any,
+) -> tuple[TcpSocket, Recorder]:
+    """
+    A new TcpSocket and its recorder, after C{connect(host, port,
+    **connect_kw)} (its return marked "returned") and then the handler
+    C{until}.
+    """
+    sock = TcpSocket()
+    rec = Recorder(sock, read_in_ready_read=read_in_ready_read)
+    sock.connect(host, port, **connect_kw)
+    rec.mark()
+    await rec.until(until)
+    return sock, rec
+
+
+async def connected(
+    host: str = "127.0.0.1", *, read_in_ready_read: bool = False
+) -> tuple[Any, TcpSocket, Recorder, Any]:
     """A server, a connected TcpSocket, its recorder and the accepted connection."""
     srv, accepted = await server(host)
-    sock = TcpSocket()
-    rec = Recorder(sock, **kw)
-    sock.connect(host, srv.port or 0)
-    rec.mark()
-    await rec.until("connected")
+    sock, rec = await connect_and_wait(
+        host, srv.port or 0, "connected", read_in_ready_read=read_in_ready_read
+    )
     await wait_for(lambda: bool(accepted))
     return srv, sock, rec, accepted[0]
+
+
+async def connected_and_written(data: bytes) -> tuple[Any, TcpSocket, Recorder, Collector]:
+    """
+    As L{connected}, with a L{Collector} on the peer and the recorder
+    cleared; then C{sock.write(data)}, which must accept every byte.
+    """
+    srv, sock, rec, peer = await connected()
+    got = Collector(peer)
+    del rec.events[:]
+    assert sock.write(data) == len(data)
+    return srv, sock, rec, got
+
+
+async def tls_server(certs: Any) -> txtcp.TlsServer:
+    """A listening TLS server on 127.0.0.1 with the test server certificate."""
+    return await listening(txtcp.TlsServer("127.0.0.1", 0, certificate=certs.server_path))
 
 
 # -- constants and the state machine --------------------------------------------
@@ -288,11 +344,7 @@ async def test_connect_name() -> None:
     """To a name: connect() returns in HOST_LOOKUP; later CONNECTING,
     host_found, CONNECTED, connected."""
     srv, _ = await server()
-    sock = TcpSocket()
-    rec = Recorder(sock)
-    sock.connect("localhost", srv.port or 0)
-    rec.mark()
-    await rec.until("connected")
+    sock, rec = await connect_and_wait("localhost", srv.port or 0, "connected")
     assert rec.events == CONNECTED_FROM_NAME
     assert sock.remote_address == "127.0.0.1"
     sock.abort()
@@ -302,20 +354,9 @@ async def test_connect_name() -> None:
 @pytest_twisted.ensureDeferred
 async def test_connect_refused() -> None:
     """Refused: ... host_found, UNCONNECTED, error(CONNECTION_REFUSED); no disconnected."""
-    sock = TcpSocket()
-    rec = Recorder(sock)
-    sock.connect("127.0.0.1", free_port())
-    rec.mark()
-    await rec.until("error")
+    sock, rec = await connect_and_wait("127.0.0.1", free_port(), "error")
     await sleep(0.05)
-    assert rec.events == [
-        ("state_changed", S.HOST_LOOKUP),
-        ("state_changed", S.CONNECTING),
-        ("host_found", S.CONNECTING),
-        ("returned", S.CONNECTING),
-        ("state_changed", S.UNCONNECTED),
-        ("error", S.UNCONNECTED, E.CONNECTION_REFUSED),
-    ]
+    assert rec.events == failed_after(CONNECTED_FROM_LITERAL, E.CONNECTION_REFUSED)
     assert sock.error is E.CONNECTION_REFUSED and sock.error_string
     assert (sock.remote_address, sock.remote_port) == ("", 0)
 
@@ -323,11 +364,7 @@ async def test_connect_refused() -> None:
 @pytest_twisted.ensureDeferred
 async def test_host_not_found() -> None:
     """Host not found: HOST_LOOKUP, UNCONNECTED, error(HOST_NOT_FOUND)."""
-    sock = TcpSocket()
-    rec = Recorder(sock)
-    sock.connect("no-such-host.invalid", 80)
-    rec.mark()
-    await rec.until("error")
+    sock, rec = await connect_and_wait("no-such-host.invalid", 80, "error")
     assert rec.events == [
         ("state_changed", S.HOST_LOOKUP),
         ("returned", S.HOST_LOOKUP),
@@ -349,21 +386,12 @@ async def test_connect_timeout() -> None:
     filler.connect_ex(listener.getsockname())
     await sleep(0.05)
     try:
-        sock = TcpSocket()
-        rec = Recorder(sock)
         started = time.monotonic()
-        sock.connect("127.0.0.1", listener.getsockname()[1], timeout=0.3)
-        rec.mark()
-        await rec.until("error")
+        _, rec = await connect_and_wait(
+            "127.0.0.1", listener.getsockname()[1], "error", timeout=0.3
+        )
         elapsed = time.monotonic() - started
-        assert rec.events == [
-            ("state_changed", S.HOST_LOOKUP),
-            ("state_changed", S.CONNECTING),
-            ("host_found", S.CONNECTING),
-            ("returned", S.CONNECTING),
-            ("state_changed", S.UNCONNECTED),
-            ("error", S.UNCONNECTED, E.SOCKET_TIMEOUT),
-        ]
+        assert rec.events == failed_after(CONNECTED_FROM_LITERAL, E.SOCKET_TIMEOUT)
         assert 0.25 < elapsed < 5
         await sleep(0.1)
         assert len(rec.events) == 6
@@ -549,21 +577,12 @@ async def test_disconnect_while_connecting() -> None:
 async def test_disconnect_with_pending_data() -> None:
     """disconnect() with 4 MiB pending: CLOSING at once, bytes_written until all
     is sent, then UNCONNECTED, disconnected; the peer gets every byte."""
-    srv, sock, rec, peer = await connected()
-    got = Collector(peer)
     data = os.urandom(4 * 1024 * 1024)
-    del rec.events[:]
-    assert sock.write(data) == len(data)
+    srv, sock, rec, got = await connected_and_written(data)
     sock.disconnect()
     rec.mark()
     await rec.until("disconnected", 30)
-    assert rec.collapsed() == [
-        ("state_changed", S.CLOSING),
-        ("returned", S.CLOSING),
-        ("bytes_written", S.CLOSING),
-        ("state_changed", S.UNCONNECTED),
-        ("disconnected", S.UNCONNECTED),
-    ]
+    assert rec.collapsed() == CLOSING_AFTER_WRITE
     assert rec.written == len(data)
     await got.wait_closed()
     assert got.size == len(data) and sha256(got.data) == sha256(data)
@@ -574,20 +593,11 @@ async def test_disconnect_with_pending_data() -> None:
 async def test_disconnect_right_after_a_small_write() -> None:
     """A small write is pending until bytes_written reports it, even if the
     core sent it at once: CLOSING, bytes_written, UNCONNECTED, disconnected."""
-    srv, sock, rec, peer = await connected()
-    got = Collector(peer)
-    del rec.events[:]
-    assert sock.write(b"bye") == 3
+    srv, sock, rec, got = await connected_and_written(b"bye")
     sock.disconnect()
     rec.mark()
     await rec.until("disconnected")
-    assert rec.events == [
-        ("state_changed", S.CLOSING),
-        ("returned", S.CLOSING),
-        ("bytes_written", S.CLOSING),
-        ("state_changed", S.UNCONNECTED),
-        ("disconnected", S.UNCONNECTED),
-    ]
+    assert rec.events == CLOSING_AFTER_WRITE
     assert rec.written == 3
     await got.wait_closed()
     assert got.data == b"bye"
@@ -620,11 +630,8 @@ async def test_disconnect_with_nothing_pending() -> None:
 async def test_abort_with_pending_data() -> None:
     """abort(): UNCONNECTED and disconnected inside the call, no CLOSING, no
     error; the pending data is dropped."""
-    srv, sock, rec, peer = await connected()
-    got = Collector(peer)
     data = os.urandom(4 * 1024 * 1024)
-    del rec.events[:]
-    assert sock.write(data) == len(data)
+    srv, sock, rec, got = await connected_and_written(data)
     sock.abort()
     rec.mark()
     assert rec.events == [
@@ -735,14 +742,17 @@ async def test_bind_in_use_and_unbind() -> None:
 async def test_tls_connect(certs: Any) -> None:
     """TLS to a verified server: CONNECTED once the handshake is done; data
     flows both ways."""
-    tls = await listening(txtcp.TlsServer("127.0.0.1", 0, certificate=certs.server_path))
+    tls = await tls_server(certs)
     conns: list[Any] = []
     tls.on("connect", conns.append)
-    sock = TcpSocket()
-    rec = Recorder(sock, read_in_ready_read=True)
-    sock.connect("localhost", tls.port or 0, tls=True, trust_root=certs.ca_path)
-    rec.mark()
-    await rec.until("connected")
+    sock, rec = await connect_and_wait(
+        "localhost",
+        tls.port or 0,
+        "connected",
+        read_in_ready_read=True,
+        tls=True,
+        trust_root=certs.ca_path,
+    )
     assert rec.events == CONNECTED_FROM_NAME
     await wait_for(lambda: bool(conns))
     got = Collector(conns[0])
@@ -758,12 +768,10 @@ async def test_tls_connect(certs: Any) -> None:
 @pytest_twisted.ensureDeferred
 async def test_tls_ip_literal(certs: Any) -> None:
     """TLS to 127.0.0.1 verifies the address against the certificate."""
-    tls = await listening(txtcp.TlsServer("127.0.0.1", 0, certificate=certs.server_path))
-    sock = TcpSocket()
-    rec = Recorder(sock)
-    sock.connect("127.0.0.1", tls.port or 0, tls=True, trust_root=certs.ca_path)
-    rec.mark()
-    await rec.until("connected")
+    tls = await tls_server(certs)
+    sock, rec = await connect_and_wait(
+        "127.0.0.1", tls.port or 0, "connected", tls=True, trust_root=certs.ca_path
+    )
     assert rec.events == CONNECTED_FROM_LITERAL
     sock.abort()
     tls.close()
@@ -772,21 +780,12 @@ async def test_tls_ip_literal(certs: Any) -> None:
 @pytest_twisted.ensureDeferred
 async def test_tls_handshake_failure(certs: Any) -> None:
     """An untrusted server: ... host_found, UNCONNECTED, error(SSL_HANDSHAKE_FAILED)."""
-    tls = await listening(txtcp.TlsServer("127.0.0.1", 0, certificate=certs.server_path))
-    sock = TcpSocket()
-    rec = Recorder(sock)
-    sock.connect("localhost", tls.port or 0, tls=True, trust_root=certs.other_ca_path)
-    rec.mark()
-    await rec.until("error")
+    tls = await tls_server(certs)
+    sock, rec = await connect_and_wait(
+        "localhost", tls.port or 0, "error", tls=True, trust_root=certs.other_ca_path
+    )
     await sleep(0.05)
-    assert rec.events == [
-        ("state_changed", S.HOST_LOOKUP),
-        ("returned", S.HOST_LOOKUP),
-        ("state_changed", S.CONNECTING),
-        ("host_found", S.CONNECTING),
-        ("state_changed", S.UNCONNECTED),
-        ("error", S.UNCONNECTED, E.SSL_HANDSHAKE_FAILED),
-    ]
+    assert rec.events == failed_after(CONNECTED_FROM_NAME, E.SSL_HANDSHAKE_FAILED)
     assert sock.state is S.UNCONNECTED
     tls.close()
 
@@ -953,14 +952,25 @@ def echo_lines(conn: Any) -> None:
     conn.pause(False)
 
 
+async def example_output(name: str) -> list[str]:
+    """
+    Run docs/examples/NAME against a local upper-casing echo server; assert
+    that it exits 0 and return the lines it printed.
+    """
+    srv, _ = await server()
+    srv.on("connect", echo_lines)
+    try:
+        proc = await deferToThread(run_example, name, "127.0.0.1", str(srv.port))
+    finally:
+        srv.close()
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
 @pytest_twisted.ensureDeferred
 async def test_example_client() -> None:
     """docs/examples/tcpsocket_client.py talks to a local server and exits 0."""
-    srv, _ = await server()
-    srv.on("connect", echo_lines)
-    proc = await deferToThread(run_example, "tcpsocket_client.py", "127.0.0.1", str(srv.port))
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [
+    assert await example_output("tcpsocket_client.py") == [
         "state: HOST_LOOKUP",
         "state: CONNECTING",
         "host found",
@@ -971,20 +981,14 @@ async def test_example_client() -> None:
         "state: UNCONNECTED",
         "disconnected",
     ]
-    srv.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_example_threads() -> None:
     """docs/examples/tcpsocket_threads.py drives a socket from a worker thread."""
-    srv, _ = await server()
-    srv.on("connect", echo_lines)
-    proc = await deferToThread(run_example, "tcpsocket_threads.py", "127.0.0.1", str(srv.port))
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [
+    assert await example_output("tcpsocket_threads.py") == [
         "connect started: True",
         "wrote 6 bytes",
         "read b'HELLO\\n'",
         "disconnected",
     ]
-    srv.close()
