@@ -5,6 +5,7 @@ between a client and an upstream server in this process, over loopback.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,94 @@ async def steady_queue(conn: txtcp.TcpConnection, timeout: float = 10.0) -> int:
             return now
         previous = now
     return conn.write_queue_size
+
+
+@contextlib.asynccontextmanager
+async def proxied(
+    *args: str,
+    serve: Callable[[txtcp.TcpConnection], None] | None = None,
+    host: str = "127.0.0.1",
+    listen: int = 1,
+) -> AsyncIterator[tuple[Upstream, Twistd]]:
+    """
+    An upstream on C{host} in this process (calling C{serve} on each
+    connection it accepts) and a real twistd tcp-proxy to it, started with
+    C{args} and listening on C{listen} endpoints; both are stopped on leaving.
+    """
+    up = await upstream(host)
+    try:
+        if serve is not None:
+            up.server.on("connect", serve)
+        proc = await start_proxy(up.connect_arg(host), *args, listen=listen)
+        try:
+            yield up, proc
+        finally:
+            proc.kill()
+    finally:
+        up.server.close()
+
+
+async def echoed(
+    port: int, data: bytes, host: str = "127.0.0.1"
+) -> tuple[txtcp.TcpConnection, Collector]:
+    """Connect to C{host}:C{port}, send C{data} and wait until it comes back."""
+    conn = await connect(host, port)
+    got = Collector(conn)
+    conn.write(data)
+    await wait_for(lambda: got.data == data)
+    return conn, got
+
+
+async def sent_then_shut(
+    port: int, data: bytes, host: str = "127.0.0.1"
+) -> tuple[txtcp.TcpConnection, Collector]:
+    """Connect to C{host}:C{port} (half-open allowed), send C{data}, then shut down writing."""
+    conn = await connect(host, port)
+    conn.allow_half_open = True
+    got = Collector(conn)
+    conn.write(data)
+    conn.shutdown()
+    return conn, got
+
+
+async def write_while_unread(proc: Twistd, writer: txtcp.TcpConnection) -> bytes:
+    """
+    Write 48 MiB on C{writer}, whose far end does not read: assert that more
+    than 24 MiB stays queued in this process and that the proxy's memory
+    grows by less than 16 MiB meanwhile.  Return what was written.
+    """
+    await sleep(0.3)
+    baseline = proc.rss_kib()
+    blob = os.urandom(48 * MiB)
+    writer.write(blob)
+    held = await steady_queue(writer)
+    assert held > 24 * MiB, held
+    grown = proc.rss_kib() - baseline
+    assert grown < 16 * 1024, f"proxy grew by {grown} KiB"
+    return blob
+
+
+async def pinged_in_process(service: proxy.ProxyService) -> tuple[int, Collector]:
+    """Start C{service} in this process and see a ping echoed through its first
+    listener; return that listener's port and the client's collector."""
+    service.startService()
+    host, port = await service.listeners[0].when_listening()
+    _, got = await echoed(port, b"ping", host)
+    return port, got
+
+
+async def stop_in_process(service: proxy.ProxyService, got: Collector) -> None:
+    """Stop C{service}; wait until it has stopped and closed the client of C{got}."""
+    stopped: Deferred[None] = service.stopService()
+    await got.wait_closed()
+    await stopped
+
+
+async def close_upstream(up: Upstream) -> None:
+    """Close C{up}'s server and wait for its C{stop}."""
+    closed = wait_event(up.server, "stop")
+    up.server.close()
+    await closed
 
 
 # -- options and builder ---------------------------------------------------
@@ -204,15 +294,9 @@ def test_bad_option_exits_with_usage_and_no_traceback(args: list[str], message: 
 @pytest_twisted.ensureDeferred
 async def test_64_mib_through_the_proxy_by_hash() -> None:
     """64 MiB written at once (before upstream is up) goes through and back intact."""
-    up = await upstream(echo=True)
-    proc = await start_proxy(up)
-    try:
-        conn = await connect("127.0.0.1", proc.port)
-        conn.allow_half_open = True
-        got = Collector(conn)
+    async with proxied(serve=serve_echo) as (up, proc):
         blob = os.urandom(64 * MiB)
-        conn.write(blob)
-        conn.shutdown()
+        _, got = await sent_then_shut(proc.port, blob)
         await got.wait_closed(timeout=60)
         assert got.events == ["data", "end", "close"]
         assert got.size == len(blob)
@@ -227,15 +311,11 @@ async def test_64_mib_through_the_proxy_by_hash() -> None:
         assert float(match.group(5)) > 0
         assert match.group(6).strip() in ("client closed", "upstream closed")
         assert local_port > 0
-    finally:
-        proc.kill()
-        up.server.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_request_then_write_shutdown_gets_the_whole_reply() -> None:
     """A request, then the client's SHUT_WR: the upstream sees the end; the whole reply arrives."""
-    up = await upstream()
     reply = os.urandom(3 * MiB)
     seen: list[str] = []
 
@@ -252,81 +332,48 @@ async def test_request_then_write_shutdown_gets_the_whole_reply() -> None:
         conn.on("end", ended)
         conn.pause(False)
 
-    up.server.on("connect", serve)
-    proc = await start_proxy(up)
-    try:
-        conn = await connect("127.0.0.1", proc.port)
-        conn.allow_half_open = True
-        got = Collector(conn)
-        conn.write(b"GET / HTTP/1.0\r\n\r\n")
-        conn.shutdown()
+    async with proxied(serve=serve) as (_, proc):
+        _, got = await sent_then_shut(proc.port, b"GET / HTTP/1.0\r\n\r\n")
         await got.wait_closed()
         assert seen == ["GET / HTTP/1.0\r\n\r\n"]
         assert got.events == ["data", "end", "close"]
         assert hashlib.sha256(got.data).digest() == hashlib.sha256(reply).digest()
-    finally:
-        proc.kill()
-        up.server.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_slow_upstream_reader_holds_the_client_back() -> None:
     """An upstream that does not read stops the proxy reading; its memory stays bounded."""
-    up = await upstream()
-    proc = await start_proxy(up)
-    try:
+    async with proxied() as (up, proc):
         conn = await connect("127.0.0.1", proc.port)
         got = Collector(conn)
         conn.write(b"hi")
         server_side = await up.next_connection()
         server_got = Collector(server_side, unpause=False)
-        await sleep(0.3)
-        baseline = proc.rss_kib()
-        blob = os.urandom(48 * MiB)
-        conn.write(blob)
-        held = await steady_queue(conn)
-        assert held > 24 * MiB, held
-        grown = proc.rss_kib() - baseline
-        assert grown < 16 * 1024, f"proxy grew by {grown} KiB"
+        blob = await write_while_unread(proc, conn)
         server_side.pause(False)
         await wait_for(lambda: server_got.size == len(blob) + 2, timeout=30)
         assert hashlib.sha256(server_got.data).digest() == hashlib.sha256(b"hi" + blob).digest()
         conn.close()
         await got.wait_closed()
         await server_got.wait_closed()
-    finally:
-        proc.kill()
-        up.server.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_slow_client_reader_holds_the_upstream_back() -> None:
     """A client that does not read stops the proxy reading upstream; its memory stays bounded."""
-    up = await upstream()
-    proc = await start_proxy(up)
-    try:
+    async with proxied() as (up, proc):
         conn = await connect("127.0.0.1", proc.port)
         got = Collector(conn, unpause=False)
         conn.write(b"hi")
         server_side = await up.next_connection()
         server_got = Collector(server_side)
         await wait_for(lambda: server_got.data == b"hi")
-        await sleep(0.3)
-        baseline = proc.rss_kib()
-        blob = os.urandom(48 * MiB)
-        server_side.write(blob)
-        held = await steady_queue(server_side)
-        assert held > 24 * MiB, held
-        grown = proc.rss_kib() - baseline
-        assert grown < 16 * 1024, f"proxy grew by {grown} KiB"
+        blob = await write_while_unread(proc, server_side)
         conn.pause(False)
         await wait_for(lambda: got.size == len(blob), timeout=30)
         assert hashlib.sha256(got.data).digest() == hashlib.sha256(blob).digest()
         server_side.close()
         await got.wait_closed()
-    finally:
-        proc.kill()
-        up.server.close()
 
 
 def _free_port() -> int:
@@ -368,9 +415,7 @@ async def test_upstream_refused_closes_the_client_and_logs_the_cause() -> None:
 @pytest_twisted.ensureDeferred
 async def test_idle_timeout_closes_quiet_connections_only() -> None:
     """Traffic keeps a pair open past --idle-timeout; silence closes both sides."""
-    up = await upstream(echo=True)
-    proc = await start_proxy(up, "--idle-timeout", "0.6")
-    try:
+    async with proxied("--idle-timeout", "0.6", serve=serve_echo) as (up, proc):
         conn = await connect("127.0.0.1", proc.port)
         got = Collector(conn)
         for i in range(8):
@@ -385,24 +430,13 @@ async def test_idle_timeout_closes_quiet_connections_only() -> None:
         await proc.wait_output(
             r"ended: 8 bytes up, 8 bytes down, [0-9.]+ s, idle timeout \(0.6 s\)"
         )
-    finally:
-        proc.kill()
-        up.server.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_max_connections_refuses_extra_clients() -> None:
     """Beyond --max-connections, clients are accepted and closed at once; a freed slot is reused."""
-    up = await upstream(echo=True)
-    proc = await start_proxy(up, "--max-connections", "2")
-    try:
-        open_ = []
-        for _ in range(2):
-            conn = await connect("127.0.0.1", proc.port)
-            got = Collector(conn)
-            conn.write(b"ok")
-            await wait_for(lambda got=got: got.data == b"ok")
-            open_.append((conn, got))
+    async with proxied("--max-connections", "2", serve=serve_echo) as (_, proc):
+        open_ = [await echoed(proc.port, b"ok") for _ in range(2)]
         extra = await connect("127.0.0.1", proc.port)
         extra_got = Collector(extra)
         await extra_got.wait_closed(timeout=3)
@@ -412,40 +446,27 @@ async def test_max_connections_refuses_extra_clients() -> None:
         first.close()
         await first_got.wait_closed()
         await proc.wait_output(r"ended: 2 bytes up, 2 bytes down")
-        again = await connect("127.0.0.1", proc.port)
-        again_got = Collector(again)
-        again.write(b"back")
-        await wait_for(lambda: again_got.data == b"back")
+        again, again_got = await echoed(proc.port, b"back")
         again.close()
         open_[1][0].close()
         await again_got.wait_closed()
-    finally:
-        proc.kill()
-        up.server.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_proxy_header_reaches_the_upstream() -> None:
     """With --send-proxy-header the upstream reads a PROXY v1 line, over IPv4 and IPv6."""
-    up = await upstream()
-    proc = await start_proxy(
-        up,
+    async with proxied(
         "--send-proxy-header",
         "--listen",
         LOOPBACK,
         "--listen",
         r"tcp6:0:interface=\:\:1",
         listen=2,
-    )
-    try:
+    ) as (up, proc):
         for count, (host, port, family) in enumerate(
             [("127.0.0.1", proc.ports[0], "TCP4"), ("::1", proc.ports[1], "TCP6")], start=1
         ):
-            conn = await connect(host, port)
-            conn.allow_half_open = True
-            got = Collector(conn)
-            conn.write(b"payload")
-            conn.shutdown()
+            conn, got = await sent_then_shut(port, b"payload", host)
             server_side = await up.next_connection(count)
             server_got = Collector(server_side)
             await server_got.wait_closed()
@@ -453,27 +474,16 @@ async def test_proxy_header_reaches_the_upstream() -> None:
             expected = f"PROXY {family} {host} {host} {client_port} {port}\r\n".encode()
             assert server_got.data == expected + b"payload"
             await got.wait_closed()
-    finally:
-        proc.kill()
-        up.server.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_ipv6_upstream_by_literal() -> None:
     """--connect tcp:host=\\:\\:1 reaches an upstream listening on IPv6 only."""
-    up = await upstream("::1", echo=True)
-    proc = await start_proxy(up.connect_arg("::1"))
-    try:
-        conn = await connect("127.0.0.1", proc.port)
-        got = Collector(conn)
-        conn.write(b"six")
-        await wait_for(lambda: got.data == b"six")
+    async with proxied(serve=serve_echo, host="::1") as (_, proc):
+        conn, got = await echoed(proc.port, b"six")
         conn.close()
         await got.wait_closed()
         await proc.wait_output(r"to \[::1\]:\d+ ended: 3 bytes up, 3 bytes down")
-    finally:
-        proc.kill()
-        up.server.close()
 
 
 def _trust_dir(directory: Path, ca_path: str) -> str:
@@ -500,10 +510,7 @@ async def test_tls_origination_verifies_the_upstream(tmp_path: Path, certs: Any)
     good = await start_proxy(target + good_dir)
     bad = await start_proxy(target + bad_dir)
     try:
-        conn = await connect("127.0.0.1", good.port)
-        got = Collector(conn)
-        conn.write(b"secret")
-        await wait_for(lambda: got.data == b"secret")
+        conn, got = await echoed(good.port, b"secret")
         assert len(handshakes) == 1
         conn.close()
         await got.wait_closed()
@@ -526,9 +533,7 @@ async def test_tls_origination_verifies_the_upstream(tmp_path: Path, certs: Any)
 @pytest_twisted.ensureDeferred
 async def test_sigterm_with_many_connections_stops_promptly() -> None:
     """SIGTERM with 40 open pairs: listening stops, all close within seconds, twistd's exit."""
-    up = await upstream(echo=True)
-    proc = await start_proxy(up)
-    try:
+    async with proxied(serve=serve_echo) as (up, proc):
         clients = []
         for _ in range(40):
             conn = await connect("127.0.0.1", proc.port)
@@ -548,9 +553,6 @@ async def test_sigterm_with_many_connections_stops_promptly() -> None:
         assert "tcp-proxy stopped" in out
         assert "Main loop terminated." in out
         assert "Traceback" not in out
-    finally:
-        proc.kill()
-        up.server.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -558,32 +560,18 @@ async def test_in_application_round_trip() -> None:
     """proxy_service, started in-process, relays to an upstream and stops cleanly."""
     up = await upstream(echo=True)
     service = proxy.proxy_service([LOOPBACK], up.connect_arg())
-    service.startService()
-    host, port = await service.listeners[0].when_listening()
-    conn = await connect(host, port)
-    got = Collector(conn)
-    conn.write(b"ping")
-    await wait_for(lambda: got.data == b"ping")
+    _, got = await pinged_in_process(service)
     assert service.open_connections == 1
-    stopped: Deferred[None] = service.stopService()
-    await got.wait_closed()
-    await stopped
+    await stop_in_process(service, got)
     assert service.open_connections == 0
-    closed = wait_event(up.server, "stop")
-    up.server.close()
-    await closed
+    await close_upstream(up)
 
 
 async def test_proxy_turns_nagle_off_on_both_sides() -> None:
     """The proxy's sockets to the client and to the upstream have TCP_NODELAY set."""
     up = await upstream(echo=True)
     service = proxy.proxy_service([LOOPBACK], up.connect_arg())
-    service.startService()
-    host, port = await service.listeners[0].when_listening()
-    conn = await connect(host, port)
-    got = Collector(conn)
-    conn.write(b"ping")
-    await wait_for(lambda: got.data == b"ping")
+    port, got = await pinged_in_process(service)
     nodelay: dict[str, int] = {}
     for name in os.listdir("/proc/self/fd"):
         try:
@@ -603,12 +591,8 @@ async def test_proxy_turns_nagle_off_on_both_sides() -> None:
             elif peer[1] == up.port:
                 nodelay["upstream side"] = option
     assert nodelay == {"client side": 1, "upstream side": 1}
-    stopped: Deferred[None] = service.stopService()
-    await got.wait_closed()
-    await stopped
-    closed = wait_event(up.server, "stop")
-    up.server.close()
-    await closed
+    await stop_in_process(service, got)
+    await close_upstream(up)
 
 
 def test_example_runs() -> None:

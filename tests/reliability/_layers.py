@@ -38,6 +38,11 @@ def _timed(d: Deferred[Any], timeout: float) -> Deferred[Any]:
     return d
 
 
+def _wants_tls(trust_root: str | None, tls: bool | None) -> bool:
+    """C{tls} if given, else whether a C{trust_root} is."""
+    return trust_root is not None if tls is None else tls
+
+
 async def core(
     host: str,
     port: int,
@@ -47,8 +52,9 @@ async def core(
     tls: bool | None = None,
 ) -> Outcome:
     """The core: C{TcpClient} (or C{TlsClient} with C{trust_root} or C{tls}) and its connection."""
-    tls = trust_root is not None if tls is None else tls
-    client = txtcp.TlsClient(trust_root=trust_root) if tls else txtcp.TcpClient()
+    client = (
+        txtcp.TlsClient(trust_root=trust_root) if _wants_tls(trust_root, tls) else txtcp.TcpClient()
+    )
     d: Deferred[Any] = Deferred()
     client.once("connect", lambda c: d.callback(c))
     client.once("connect_failure", lambda info: d.callback(info))
@@ -71,13 +77,12 @@ async def stream(
     tls: bool | None = None,
 ) -> Outcome:
     """Streams: C{streams.connect}, then C{read} until it raises."""
-    tls = trust_root is not None if tls is None else tls
     try:
         conn = await _timed(
             Deferred.fromCoroutine(
                 streams.connect(
                     streams.Address(host, port),
-                    tls=tls,
+                    tls=_wants_tls(trust_root, tls),
                     trust_root=trust_root,
                     timeout=timeout,
                 )
@@ -98,6 +103,13 @@ async def stream(
     return Outcome(True, bytes(data), failure)
 
 
+async def _close_handle(tcp: handles.TCP) -> None:
+    """Close C{tcp} and wait for its close callback."""
+    closed: Deferred[None] = Deferred()
+    tcp.close(lambda h: closed.callback(None))
+    await _timed(closed, 10)
+
+
 async def handle(host: str, port: int, **_: Any) -> Outcome:
     """Handles: C{TCP.connect}, then C{start_read} until the read callback ends."""
     tcp = handles.TCP(handles.Loop())
@@ -105,9 +117,7 @@ async def handle(host: str, port: int, **_: Any) -> Outcome:
     tcp.connect((host, port), lambda h, error: connected.callback(error))
     error = await _timed(connected, 60)
     if error is not None:
-        closed: Deferred[None] = Deferred()
-        tcp.close(lambda h: closed.callback(None))
-        await _timed(closed, 10)
+        await _close_handle(tcp)
         return Outcome(False, b"", error)
     data = bytearray()
     ended: Deferred[int | None] = Deferred()
@@ -120,9 +130,7 @@ async def handle(host: str, port: int, **_: Any) -> Outcome:
 
     tcp.start_read(on_read)
     code = await _timed(ended, 30)
-    closed = Deferred()
-    tcp.close(lambda h: closed.callback(None))
-    await _timed(closed, 10)
+    await _close_handle(tcp)
     return Outcome(True, bytes(data), None if code == handles.errno.UV_EOF else code)
 
 
@@ -149,8 +157,9 @@ async def socket_(
             reactor.callLater(0, done.callback, None)
 
     sock.state_changed_handler = state
-    tls = trust_root is not None if tls is None else tls
-    sock.connect(host, port, tls=tls, trust_root=trust_root, timeout=timeout)
+    sock.connect(
+        host, port, tls=_wants_tls(trust_root, tls), trust_root=trust_root, timeout=timeout
+    )
     await _timed(done, 60)
     data += sock.read_all()
     # As in Qt, a clean remote close is reported as REMOTE_HOST_CLOSED too.
@@ -173,7 +182,7 @@ async def component(
     sink = components.Component()
     client.link((client, "outbox"), (sink, "inbox"))
     client.link((client, "signal"), (sink, "control"))
-    if trust_root is not None if tls is None else tls:
+    if _wants_tls(trust_root, tls):
         client.inboxes["makessl"].put(True)
     client.activate()
     await _timed(client.when_finished(), 60)

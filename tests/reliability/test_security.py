@@ -15,7 +15,7 @@ import re
 import socket
 import ssl
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -23,8 +23,9 @@ import pytest_twisted
 from _helpers import Collector, connect, listening, sleep, wait_for
 from _layers import EXPECTED, LAYERS, TLS_LAYERS, serve_echo_once
 from _rel import MiB, fd_count, fds_settle, record, status_kib
-from _twistd import start
+from _twistd import Twistd, start
 from test_faults import tls_server
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, serverFromString, wrapClientTLS
 from twisted.internet.threads import deferToThread
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
@@ -55,6 +56,27 @@ def captured_warnings() -> Iterator[list[str]]:
         globalLogPublisher.removeObserver(observe)
 
 
+@contextlib.asynccontextmanager
+async def greeting_tls_server(certs: Any) -> AsyncIterator[int]:
+    """A TLS server with the test CA's certificate that greets each client;
+    yields its port, and closes it on leaving."""
+    server = await tls_server(certs.server_path)
+    try:
+        assert server.port is not None
+        yield server.port
+    finally:
+        server.close()
+
+
+def connecting(endpoint: Any) -> list[txtcp.TcpConnection]:
+    """Start a TcpClient connecting to C{endpoint}; return the list its connection will join."""
+    client = txtcp.TcpClient()
+    conns: list[txtcp.TcpConnection] = []
+    client.once("connect", conns.append)
+    client.connect_endpoint(endpoint)
+    return conns
+
+
 # -- TLS clients verify by default ----------------------------------------------------
 
 
@@ -62,58 +84,41 @@ def captured_warnings() -> Iterator[list[str]]:
 @pytest_twisted.ensureDeferred
 async def test_tls_clients_verify_by_default(layer: str, certs: Any) -> None:
     """With no trust root given, a server signed by an unknown CA is refused at every layer."""
-    server = await tls_server(certs.server_path)
-    try:
-        outcome = await LAYERS[layer]("127.0.0.1", server.port or 0, tls=True)
+    async with greeting_tls_server(certs) as port:
+        outcome = await LAYERS[layer]("127.0.0.1", port, tls=True)
         assert outcome.failure == EXPECTED[layer][ErrorKind.TLS]
         assert outcome.data == b""
-    finally:
-        server.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_not_verifying_must_be_explicit_and_logs_a_warning(certs: Any) -> None:
     """client_options(verify=False) is the one way not to verify, and it logs a warning."""
-    server = await tls_server(certs.server_path)
-    try:
+    async with greeting_tls_server(certs) as port:
         with captured_warnings() as warnings:
             options = client_options("localhost", verify=False)
         assert any("without certificate verification" in w for w in warnings), warnings
         from _helpers import reactor
 
-        assert server.port is not None
-        endpoint = wrapClientTLS(options, HostnameEndpoint(reactor, "127.0.0.1", server.port))
-        client = txtcp.TcpClient()
-        conns: list[txtcp.TcpConnection] = []
-        client.once("connect", conns.append)
-        client.connect_endpoint(endpoint)
+        conns = connecting(wrapClientTLS(options, HostnameEndpoint(reactor, "127.0.0.1", port)))
         await wait_for(lambda: conns)
         got = Collector(conns[0])
         await wait_for(lambda: got.data == b"hello")
         conns[0].close()
         await got.wait_closed()
-    finally:
-        server.close()
 
 
 @pytest_twisted.ensureDeferred
 async def test_ssl_endpoint_strings_log_that_the_server_is_not_verified(certs: Any) -> None:
     """An ssl: client string (no host name check in Twisted) logs a warning naming tls:."""
-    server = await tls_server(certs.server_path)
-    try:
+    async with greeting_tls_server(certs) as port:
         with captured_warnings() as warnings:
-            client = txtcp.TcpClient()
-            conns: list[txtcp.TcpConnection] = []
-            client.once("connect", conns.append)
-            client.connect_endpoint(f"ssl:host=localhost:port={server.port}")
+            conns = connecting(f"ssl:host=localhost:port={port}")
         assert any("without host name verification" in w and "tls:" in w for w in warnings)
         await wait_for(lambda: conns)
         conns[0].abort()
         with captured_warnings() as warnings:
-            txtcp.TcpClient().connect_endpoint(f"tls:host=localhost:port={server.port}")
+            txtcp.TcpClient().connect_endpoint(f"tls:host=localhost:port={port}")
         assert warnings == []
-    finally:
-        server.close()
 
 
 # -- TLS below 1.2 ----------------------------------------------------------------------
@@ -130,16 +135,27 @@ def _old_tls_context(server: bool) -> ssl.SSLContext:
     return ctx
 
 
-@pytest_twisted.ensureDeferred
-async def test_old_tls_is_possible_on_this_machine(certs: Any) -> None:
-    """The stdlib TLS 1.1 client and server of these tests do reach TLS 1.1 together."""
+@contextlib.contextmanager
+def old_tls_listener(certs: Any) -> Iterator[tuple[int, Deferred[str]]]:
+    """
+    A listener on 127.0.0.1 whose one connection is served, in a thread, by
+    a stdlib TLS server limited to TLS 1.1 (see L{_serve_once}); yields its
+    port and a Deferred of that server's result.
+    """
     ctx = _old_tls_context(True)
     ctx.load_cert_chain(certs.server_path)
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
-        served = deferToThread(_serve_once, listener, ctx)
-        client = await deferToThread(_handshake, listener.getsockname()[1], _old_tls_context(False))
+        served: Deferred[str] = deferToThread(_serve_once, listener, ctx)
+        yield listener.getsockname()[1], served
+
+
+@pytest_twisted.ensureDeferred
+async def test_old_tls_is_possible_on_this_machine(certs: Any) -> None:
+    """The stdlib TLS 1.1 client and server of these tests do reach TLS 1.1 together."""
+    with old_tls_listener(certs) as (port, served):
+        client = await deferToThread(_handshake, port, _old_tls_context(False))
         server = await served
     assert (client, server) == ("version TLSv1.1", "version TLSv1.1")
 
@@ -159,16 +175,13 @@ def _handshake(port: int, ctx: ssl.SSLContext) -> str:
 @pytest_twisted.ensureDeferred
 async def test_tls_server_refuses_below_1_2(certs: Any) -> None:
     """A stdlib client limited to TLS 1.1 fails its handshake with a TlsServer; 1.2 works."""
-    server = await tls_server(certs.server_path)
-    try:
-        old = await deferToThread(_handshake, server.port or 0, _old_tls_context(False))
+    async with greeting_tls_server(certs) as port:
+        old = await deferToThread(_handshake, port, _old_tls_context(False))
         assert old.startswith("failed"), old
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-        ok = await deferToThread(_handshake, server.port or 0, ctx)
+        ok = await deferToThread(_handshake, port, ctx)
         assert ok == "version TLSv1.2"
-    finally:
-        server.close()
 
 
 def _serve_once(listener: socket.socket, ctx: ssl.SSLContext) -> str:
@@ -187,15 +200,8 @@ def _serve_once(listener: socket.socket, ctx: ssl.SSLContext) -> str:
 @pytest_twisted.ensureDeferred
 async def test_tls_client_refuses_below_1_2(certs: Any) -> None:
     """A TlsClient fails against a stdlib server limited to TLS 1.1."""
-    ctx = _old_tls_context(True)
-    ctx.load_cert_chain(certs.server_path)
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        served = deferToThread(_serve_once, listener, ctx)
-        outcome = await LAYERS["core"](
-            "127.0.0.1", listener.getsockname()[1], trust_root=certs.ca_path
-        )
+    with old_tls_listener(certs) as (port, served):
+        outcome = await LAYERS["core"]("127.0.0.1", port, trust_root=certs.ca_path)
         assert outcome.failure is ErrorKind.TLS
         assert outcome.data == b""
         assert (await served).startswith("failed")
@@ -242,24 +248,45 @@ async def test_twistd_tcp_echo_without_listen_binds_loopback() -> None:
 # -- limits against many, greedy and silent clients -------------------------------------
 
 
+async def start_proxy_to(port: int, *args: str) -> Twistd:
+    """A real twistd tcp-proxy on 127.0.0.1 port 0 to 127.0.0.1:C{port}, with C{args}."""
+    return await start(
+        "tcp-proxy", "--listen", LOOPBACK, "--connect", f"tcp:host=127.0.0.1:port={port}", *args
+    )
+
+
+@contextlib.asynccontextmanager
+async def proxy_to_upstream(
+    *args: str, echo: bool = False
+) -> AsyncIterator[tuple[Twistd, list[txtcp.TcpConnection]]]:
+    """
+    An upstream server in this process (echoing if C{echo}) and a real
+    twistd tcp-proxy to it started with C{args}; yields the proxy and the
+    upstream's accepted connections, in order.  On leaving, the proxy is
+    killed, the upstream closed and its connections aborted.
+    """
+    up = await listening(txtcp.TcpServer("127.0.0.1", 0))
+    accepted: list[txtcp.TcpConnection] = []
+    up.on("connect", accepted.append)
+    try:
+        if echo:
+            await serve_echo_once(up)
+        proc = await start_proxy_to(up.port or 0, *args)
+        try:
+            yield proc, accepted
+        finally:
+            proc.kill()
+    finally:
+        up.close()
+        for conn in accepted:
+            conn.abort()
+
+
 @pytest.mark.slow
 @pytest_twisted.ensureDeferred
 async def test_max_connections_holds_against_a_flood() -> None:
     """With --max-connections 5, 200 clients at once get 5 served pairs; the rest are closed."""
-    up = await listening(txtcp.TcpServer("127.0.0.1", 0))
-    upstream_conns: list[txtcp.TcpConnection] = []
-    up.on("connect", upstream_conns.append)
-    await serve_echo_once(up)
-    proc = await start(
-        "tcp-proxy",
-        "--listen",
-        LOOPBACK,
-        "--connect",
-        f"tcp:host=127.0.0.1:port={up.port}",
-        "--max-connections",
-        "5",
-    )
-    try:
+    async with proxy_to_upstream("--max-connections", "5", echo=True) as (proc, upstream_conns):
         baseline = fd_count(proc.proc.pid)
         conns = [await connect("127.0.0.1", proc.port) for _ in range(200)]
         collectors = [Collector(c) for c in conns]
@@ -272,30 +299,13 @@ async def test_max_connections_holds_against_a_flood() -> None:
         for c in conns:
             c.close()
         assert await fds_settle(proc.proc.pid, baseline) <= baseline
-    finally:
-        proc.kill()
-        up.close()
-        for conn in upstream_conns:
-            conn.abort()
 
 
 @pytest.mark.slow
 @pytest_twisted.ensureDeferred
 async def test_idle_timeout_holds_against_slowloris() -> None:
     """With --idle-timeout 1, 300 clients that never send are all closed within seconds."""
-    up = await listening(txtcp.TcpServer("127.0.0.1", 0))
-    held: list[txtcp.TcpConnection] = []
-    up.on("connect", held.append)
-    proc = await start(
-        "tcp-proxy",
-        "--listen",
-        LOOPBACK,
-        "--connect",
-        f"tcp:host=127.0.0.1:port={up.port}",
-        "--idle-timeout",
-        "1",
-    )
-    try:
+    async with proxy_to_upstream("--idle-timeout", "1") as (proc, _):
         baseline = fd_count(proc.proc.pid)
         collectors = [Collector(await connect("127.0.0.1", proc.port)) for _ in range(300)]
         await wait_for(lambda: all(c.conn.closed for c in collectors), 10)
@@ -303,11 +313,6 @@ async def test_idle_timeout_holds_against_slowloris() -> None:
         await wait_for(lambda: proc.output.count("idle timeout (1 s)") >= 300)
         assert proc.output.count("idle timeout (1 s)") == 300
         assert await fds_settle(proc.proc.pid, baseline) <= baseline
-    finally:
-        proc.kill()
-        up.close()
-        for conn in held:
-            conn.abort()
 
 
 def _push_until_blocked(sockets: list[socket.socket], rounds: int) -> list[int]:
@@ -337,13 +342,7 @@ async def test_clients_that_send_without_reading_leave_memory_bounded(service: s
     try:
         target = echo_proc
         if service == "tcp-proxy":
-            target = await start(
-                "tcp-proxy",
-                "--listen",
-                LOOPBACK,
-                "--connect",
-                f"tcp:host=127.0.0.1:port={echo_proc.port}",
-            )
+            target = await start_proxy_to(echo_proc.port)
             procs.append(target)
         base = {p.proc.pid: status_kib(p.proc.pid, "VmRSS") for p in procs}
         sockets = [socket.create_connection(("127.0.0.1", target.port)) for _ in range(100)]
@@ -383,12 +382,7 @@ async def test_proxy_header_on_plain_tcp_is_just_data() -> None:
     """tcp-echo on a tcp: endpoint echoes a PROXY line as data and logs the real client."""
     proc = await start("tcp-echo", "--listen", LOOPBACK)
     try:
-        conn = await connect("127.0.0.1", proc.port)
-        got = Collector(conn)
-        conn.write(HEADER + b"data")
-        await wait_for(lambda: got.data == HEADER + b"data")
-        conn.close()
-        await got.wait_closed()
+        await echoes(proc.port, HEADER + b"data", HEADER + b"data")
         await proc.wait_output(r"tcp-echo connection from 127\.0\.0\.1:\d+ ended")
         assert "203.0.113.7" not in proc.output
     finally:
@@ -404,12 +398,7 @@ async def test_proxy_header_on_haproxy_endpoint_is_trusted() -> None:
     server.on("connect", accepted.append)
     await listening(server)
     try:
-        conn = await connect("127.0.0.1", proc.port)
-        got = Collector(conn)
-        conn.write(HEADER + b"data")
-        await wait_for(lambda: got.data == b"data")
-        conn.close()
-        await got.wait_closed()
+        await echoes(proc.port, HEADER + b"data", b"data")
         await proc.wait_output(r"tcp-echo connection from 203\.0\.113\.7:4242 ended: 4 bytes")
         conn = await connect("127.0.0.1", server.port or 0)
         conn.write(HEADER + b"x")
@@ -436,16 +425,17 @@ async def test_haproxy_endpoint_rejects_a_connection_without_header() -> None:
         conn.write(b"GET / HTTP/1.0\r\n\r\n")
         await got.wait_closed()
         assert got.data == b""
-        await echo_still_works(proc.port)
+        # A client with a valid header is still echoed.
+        await echoes(proc.port, HEADER + b"ok", b"ok")
     finally:
         proc.kill()
 
 
-async def echo_still_works(port: int) -> None:
-    """A client with a valid header is still echoed on C{port}."""
+async def echoes(port: int, sent: bytes, expected: bytes) -> None:
+    """Send C{sent} to 127.0.0.1:C{port}, wait to read back C{expected}, then close."""
     conn = await connect("127.0.0.1", port)
     got = Collector(conn)
-    conn.write(HEADER + b"ok")
-    await wait_for(lambda: got.data == b"ok")
+    conn.write(sent)
+    await wait_for(lambda: got.data == expected)
     conn.close()
     await got.wait_closed()
