@@ -192,3 +192,10 @@ def queued_connects(port: int, count: int) -> int:
     finally:
         for sock in socks:
             sock.close()
+
+
+def accept_queue_room(backlog: int) -> int:
+    """How many completed connects Linux queues for a listen C{backlog}: one
+    more than the backlog, which C{net.core.somaxconn} caps."""
+    with open("/proc/sys/net/core/somaxconn") as f:
+        return min(backlog, int(f.read())) + 1
