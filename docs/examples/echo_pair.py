@@ -22,8 +22,13 @@ def serve(conn: txtcp.TcpConnection) -> None:
 def start() -> None:
     client = txtcp.TcpClient()
     client.on("connect", talk)
-    client.on("connect_error", lambda errtype, err: (print(errtype, err), txtcp.stop()))
+    client.on("connect_error", failed)
     client.connect("127.0.0.1", server.port or 0)
+
+
+def failed(errtype: type[Exception], err: int) -> None:
+    print(errtype, err, file=sys.stderr)
+    txtcp.stop()
 
 
 def talk(conn: txtcp.TcpConnection) -> None:
