@@ -135,13 +135,16 @@ CONNECTED_FROM_NAME = [
 ]
 
 
-def failed_after(attempt: list[tuple[Any, ...]], error: SocketError) -> list[tuple[Any, ...]]:
-    """
-    The events of a connect that fails once CONNECTING: those of the
-    successful C{attempt} up to host_found and connect()'s return, then
-    UNCONNECTED and error(C{error}).
-    """
-    return [*attempt[:4], ("state_changed", S.UNCONNECTED), ("error", S.UNCONNECTED, error)]
+def failed_connecting(error: SocketError) -> list[tuple[Any, ...]]:
+    """The events of a connect to an address literal that fails with C{error}."""
+    return [
+        ("state_changed", S.HOST_LOOKUP),
+        ("state_changed", S.CONNECTING),
+        ("host_found", S.CONNECTING),
+        ("returned", S.CONNECTING),
+        ("state_changed", S.UNCONNECTED),
+        ("error", S.UNCONNECTED, error),
+    ]
 
 
 CLOSING_AFTER_WRITE = [
@@ -356,7 +359,7 @@ async def test_connect_refused() -> None:
     """Refused: ... host_found, UNCONNECTED, error(CONNECTION_REFUSED); no disconnected."""
     sock, rec = await connect_and_wait("127.0.0.1", free_port(), "error")
     await sleep(0.05)
-    assert rec.events == failed_after(CONNECTED_FROM_LITERAL, E.CONNECTION_REFUSED)
+    assert rec.events == failed_connecting(E.CONNECTION_REFUSED)
     assert sock.error is E.CONNECTION_REFUSED and sock.error_string
     assert (sock.remote_address, sock.remote_port) == ("", 0)
 
@@ -391,7 +394,7 @@ async def test_connect_timeout() -> None:
             "127.0.0.1", listener.getsockname()[1], "error", timeout=0.3
         )
         elapsed = time.monotonic() - started
-        assert rec.events == failed_after(CONNECTED_FROM_LITERAL, E.SOCKET_TIMEOUT)
+        assert rec.events == failed_connecting(E.SOCKET_TIMEOUT)
         assert 0.25 < elapsed < 5
         await sleep(0.1)
         assert len(rec.events) == 6
@@ -785,7 +788,14 @@ async def test_tls_handshake_failure(certs: Any) -> None:
         "localhost", tls.port or 0, "error", tls=True, trust_root=certs.other_ca_path
     )
     await sleep(0.05)
-    assert rec.events == failed_after(CONNECTED_FROM_NAME, E.SSL_HANDSHAKE_FAILED)
+    assert rec.events == [
+        ("state_changed", S.HOST_LOOKUP),
+        ("returned", S.HOST_LOOKUP),
+        ("state_changed", S.CONNECTING),
+        ("host_found", S.CONNECTING),
+        ("state_changed", S.UNCONNECTED),
+        ("error", S.UNCONNECTED, E.SSL_HANDSHAKE_FAILED),
+    ]
     assert sock.state is S.UNCONNECTED
     tls.close()
 
